@@ -1,0 +1,4 @@
+"""`python -m charrnn` runs the command-line tool."""
+from charrnn.cli import cli
+
+cli(prog_name="charrnn")
