@@ -1,0 +1,84 @@
+"""The checkpoint file: named parameter arrays plus a JSON metadata entry in one .npz, never pickled.
+
+Layout (see README, "Checkpoint format"): arrays W_x, b_x, W_h, b_h, W_y, b_y and `meta`, the
+UTF-8 bytes of a JSON object stored as a uint8 array. `meta["format"]` is FORMAT and
+`meta["version"]` is VERSION.
+"""
+import json
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from charrnn.model import PARAM_NAMES
+
+FORMAT = "charrnn-checkpoint"
+VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A file that cannot be loaded as a charrnn checkpoint; the message says why."""
+
+
+def save(path, params, meta):
+    """Write params and meta to `path` atomically: a temporary file in the same directory,
+    flushed to disk, then renamed over the old one. A failed write leaves the old file intact."""
+    path = Path(path)
+    meta = {"format": FORMAT, "version": VERSION, **meta}
+    blob = np.frombuffer(json.dumps(meta, ensure_ascii=False).encode("utf-8"), dtype=np.uint8)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, meta=blob, **{name: np.asarray(params[name]) for name in PARAM_NAMES})
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load(path):
+    """Return (params, meta) from a checkpoint written by `save`."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {name: z[name] for name in z.files}
+    except FileNotFoundError:
+        raise CheckpointError(f"no checkpoint at {path}") from None
+    except IsADirectoryError:
+        raise CheckpointError(f"{path} is a directory, not a checkpoint file") from None
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+        raise CheckpointError(f"{path} is not a readable charrnn checkpoint ({e})") from None
+    meta = _meta(path, arrays)
+    return _params(path, arrays, meta), meta
+
+
+def _meta(path, arrays):
+    try:
+        meta = json.loads(arrays["meta"].tobytes().decode("utf-8"))
+    except (KeyError, ValueError):
+        raise CheckpointError(f"{path} is not a charrnn checkpoint (no readable metadata)") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a charrnn checkpoint (format is not {FORMAT!r})")
+    if not isinstance(meta.get("version"), int) or meta["version"] > VERSION:
+        raise CheckpointError(
+            f"{path} has format version {meta.get('version')}; this charrnn reads up to {VERSION}, upgrade charrnn"
+        )
+    return meta
+
+
+def _params(path, arrays, meta):
+    missing = [name for name in PARAM_NAMES if name not in arrays]
+    if missing:
+        raise CheckpointError(f"{path} is damaged: missing {', '.join(missing)}")
+    try:
+        V, H = len(meta["vocab"]), meta["model"]["hidden"]
+    except (KeyError, TypeError):
+        raise CheckpointError(f"{path} is damaged: metadata lacks the vocabulary or model") from None
+    shapes = {"W_x": (V, H), "b_x": (H,), "W_h": (H, H), "b_h": (H,), "W_y": (H, V), "b_y": (V,)}
+    for name, shape in shapes.items():
+        if arrays[name].shape != shape or arrays[name].dtype.kind != "f":
+            raise CheckpointError(f"{path} is damaged: {name} is {arrays[name].dtype}{arrays[name].shape}, expected float{shape}")
+    return {name: arrays[name] for name in PARAM_NAMES}
