@@ -28,10 +28,13 @@ def save(path, params, meta):
     path = Path(path)
     meta = {"format": FORMAT, "version": VERSION, **meta}
     blob = np.frombuffer(json.dumps(meta, ensure_ascii=False).encode("utf-8"), dtype=np.uint8)
+    arrays = {name: np.asarray(params[name]) for name in PARAM_NAMES}
+    if any(a.dtype.hasobject for a in arrays.values()):
+        raise ValueError("checkpoint arrays must be numeric: object arrays would need pickle")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, meta=blob, **{name: np.asarray(params[name]) for name in PARAM_NAMES})
+            np.savez(f, meta=blob, **arrays)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

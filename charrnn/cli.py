@@ -163,4 +163,5 @@ def format_next(seed, best, probs, width=16):
             "next  " + "".join(cell(best[i]) for i in span),
             "prob  " + "".join(f"{probs[i]:<5.2f}" for i in span),
         ]))
-    return "\n\n".join(b.rstrip() for b in blocks)
+    blocks = ["\n".join(line.rstrip() for line in block.splitlines()) for block in blocks]
+    return "\n\n".join(blocks)

@@ -65,8 +65,13 @@ def hidden_states(x, h0, p, mask=None):
     shorter sequence gives exactly the states it would give on its own.
     """
     xw = input_projection(x, p["W_x"], p["b_x"])  # (T, B, H)
+    step = rnn_step if mask is None else masked_rnn_step
+
+    def typed_step(*args):  # scan needs the new state to keep h0's static shape
+        return pt.specify_shape(step(*args), args[-3].type.shape)
+
     return pytensor.scan(
-        rnn_step if mask is None else masked_rnn_step,
+        typed_step,
         sequences=[xw] if mask is None else [xw, mask],
         outputs_info=[h0],
         non_sequences=[p["W_h"], p["b_h"]],

@@ -1,0 +1,26 @@
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PATTERN = "hello world! "
+
+
+@pytest.fixture(scope="session")
+def charrnn_cmd():
+    """The installed console script, or `python -m charrnn` when it is not on PATH."""
+    script = shutil.which("charrnn")
+    return [script] if script else [sys.executable, "-m", "charrnn"]
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory, charrnn_cmd):
+    """A checkpoint trained by a real `charrnn train` process on a repetitive corpus."""
+    out = tmp_path_factory.mktemp("run")
+    corpus = out / "corpus.txt"
+    corpus.write_text(PATTERN * 1000, encoding="utf-8")
+    subprocess.run([*charrnn_cmd, "train", str(corpus), "--hidden", "64", "--max-steps", "1500", "--out", str(out),
+                    "--checkpoint-every", "1500", "--sample-length", "20", "--quiet"], check=True)
+    return Path(out)

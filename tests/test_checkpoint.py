@@ -1,0 +1,69 @@
+import json
+import os
+
+import numpy as np
+import pytest
+
+from charrnn import checkpoint
+from charrnn.model import ModelConfig, init_params, shared_params
+from charrnn.sample import Sampler
+
+META = {"vocab": "abcd", "model": {"vocab_size": 4, "hidden": 6}, "train": {"seq_len": 3}, "step": 7}
+
+
+@pytest.fixture
+def params():
+    return init_params(ModelConfig(vocab_size=4, hidden=6), seed=3)
+
+
+def test_round_trip_without_pickle(tmp_path, params):
+    path = tmp_path / "latest.npz"
+    checkpoint.save(path, params, META)
+    loaded, meta = checkpoint.load(path)
+    for name, value in params.items():
+        np.testing.assert_array_equal(loaded[name], value)
+        assert loaded[name].dtype == value.dtype
+    assert meta == {"format": checkpoint.FORMAT, "version": checkpoint.VERSION, **META}
+    with np.load(path, allow_pickle=False) as z:  # another program can read it with numpy + json alone
+        assert json.loads(z["meta"].tobytes())["vocab"] == "abcd"
+    assert [p.name for p in tmp_path.iterdir()] == ["latest.npz"]  # no temporary file left behind
+
+
+def test_loaded_model_predicts_identically(tmp_path, params):
+    path = tmp_path / "latest.npz"
+    checkpoint.save(path, params, META)
+    loaded, _ = checkpoint.load(path)
+    seed = np.array([0, 2, 1, 3], dtype=np.uint8)
+    before = Sampler(shared_params(params), 3).generate(seed, 30, temperature=1.0, rng_seed=5)
+    after = Sampler(shared_params(loaded), 3).generate(seed, 30, temperature=1.0, rng_seed=5)
+    np.testing.assert_array_equal(before, after)
+
+
+def test_refuses_what_is_not_a_checkpoint(tmp_path, params):
+    (tmp_path / "text.npz").write_text("hello")
+    np.savez(tmp_path / "other.npz", x=np.zeros(3))
+    np.savez(tmp_path / "objects.npz", meta=np.array([{"a": 1}], dtype=object))
+    checkpoint.save(tmp_path / "newer.npz", params, {**META, "version": checkpoint.VERSION + 1})
+    checkpoint.save(tmp_path / "short.npz", {**params, "W_h": np.zeros((2, 2), np.float32)}, META)
+    expected = {
+        "missing.npz": "no checkpoint at",
+        "text.npz": "not a readable charrnn checkpoint",
+        "other.npz": "no readable metadata",
+        "objects.npz": "not a readable charrnn checkpoint",
+        "newer.npz": "upgrade charrnn",
+        "short.npz": "damaged: W_h",
+    }
+    for name, message in expected.items():
+        with pytest.raises(checkpoint.CheckpointError, match=message):
+            checkpoint.load(tmp_path / name)
+
+
+def test_a_failed_write_keeps_the_previous_checkpoint(tmp_path, params):
+    path = tmp_path / "latest.npz"
+    checkpoint.save(path, params, META)
+    before = path.read_bytes()
+    broken = {**params, "W_y": object()}  # an object array would need pickle
+    with pytest.raises(ValueError):
+        checkpoint.save(path, broken, META)
+    assert path.read_bytes() == before
+    assert os.listdir(tmp_path) == ["latest.npz"]

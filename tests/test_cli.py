@@ -1,0 +1,123 @@
+import subprocess
+
+import pytest
+from click.testing import CliRunner
+
+import charrnn
+from charrnn.cli import cli, format_next
+from conftest import PATTERN
+
+
+@pytest.fixture
+def runner():
+    return CliRunner()
+
+
+def test_version_and_help(runner):
+    result = runner.invoke(cli, ["--version"])
+    assert result.exit_code == 0 and charrnn.__version__ in result.stdout
+    for command in ([], ["train"], ["predict"]):
+        result = runner.invoke(cli, [*command, "--help"])
+        assert result.exit_code == 0, command
+        assert "Example" in result.stdout and "charrnn " in result.stdout, command
+
+
+def test_predict_continues_the_pattern(runner, trained_run):
+    ckpt = str(trained_run / "latest.npz")
+    result = runner.invoke(cli, ["predict", "--seed", "hello wor", "--checkpoint", ckpt, "--temperature", "0",
+                                 "--length", "30"])
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == (PATTERN * 4)[len("hello wor"):][:30]
+    assert result.stderr == ""
+
+
+def test_predict_is_reproducible_with_rng_seed(runner, trained_run):
+    args = ["predict", "--seed", "hel", "--checkpoint", str(trained_run / "latest.npz"), "--length", "40",
+            "--temperature", "20"]  # flat enough that draws differ
+    a = runner.invoke(cli, [*args, "--rng-seed", "1"]).stdout
+    assert len(a) == 40
+    assert a == runner.invoke(cli, [*args, "--rng-seed", "1"]).stdout
+    assert a != runner.invoke(cli, [*args, "--rng-seed", "2"]).stdout
+
+
+def test_predict_next_shows_the_notebook_view(runner, trained_run):
+    result = runner.invoke(cli, ["predict", "--seed", "-", "--next", "--checkpoint", str(trained_run / "latest.npz")],
+                           input="hello worl\n")
+    assert result.exit_code == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["input", *"hello", "␣", *"worl"]
+    assert lines[1].split()[-5:] == ["␣", "w", "o", "r", "l", "d"][-5:]
+    probs = [float(p) for p in lines[2].split()[1:]]
+    assert len(probs) == 10 and all(0 < p <= 1 for p in probs) and probs[-1] > 0.9
+
+
+def test_format_next_aligns_columns():
+    text = format_next("a\nb", "\nb ", [0.5, 0.25, 1.0])
+    assert text.splitlines() == ["input a    \\n   b", "next  \\n   b    ␣", "prob  0.50 0.25 1.00"]
+
+
+def test_predict_errors(runner, trained_run, tmp_path):
+    ckpt = str(trained_run / "latest.npz")
+    result = runner.invoke(cli, ["predict", "--seed", "hi", "--checkpoint", str(tmp_path / "none.npz")])
+    assert result.exit_code == 1 and "no checkpoint at" in result.stderr and "charrnn train" in result.stderr
+    result = runner.invoke(cli, ["predict", "--seed", "héllo Z", "--checkpoint", ckpt])
+    assert result.exit_code == 2 and "'Z' 'é'" in result.stderr and "--unknown skip" in result.stderr
+    assert result.stdout == ""
+    result = runner.invoke(cli, ["predict", "--seed", "hZé", "--unknown", "skip", "--checkpoint", ckpt,
+                                 "--temperature", "0", "--length", "4"])
+    assert result.exit_code == 0 and result.stdout == "ello"
+    for bad in (["--length", "0"], ["--temperature", "-1"]):
+        result = runner.invoke(cli, ["predict", "--seed", "h", "--checkpoint", ckpt, *bad])
+        assert result.exit_code == 2 and bad[0] in result.stderr, bad
+    result = runner.invoke(cli, ["predict", "--seed", "", "--checkpoint", ckpt])
+    assert result.exit_code == 2 and "seed is empty" in result.stderr
+
+
+def test_train_errors(runner, tmp_path):
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"hello \xff world")
+    empty = tmp_path / "empty.txt"
+    empty.write_text("   \n")
+    short = tmp_path / "short.txt"
+    short.write_text("abc")
+    cases = [
+        ([str(tmp_path / "missing.txt")], 2, "does not exist"),
+        ([str(tmp_path)], 2, "is a directory"),
+        ([str(bad)], 1, "byte 0xff at offset 6 is not valid utf-8"),
+        ([str(empty)], 1, "is empty"),
+        ([str(short)], 2, "--seq-len 8 needs at least 9"),
+        ([str(short), "--hidden", "0"], 2, "--hidden"),
+        ([str(short), "--lr", "-0.1"], 2, "--lr"),
+        ([str(short), "--seq-len", "0"], 2, "--seq-len"),
+    ]
+    for args, code, message in cases:
+        result = runner.invoke(cli, ["train", *args, "--out", str(tmp_path / "out")])
+        assert result.exit_code == code, (args, result.stderr)
+        assert message in result.stderr, (args, result.stderr)
+        assert "Traceback" not in result.stderr and result.stdout == ""
+
+
+def test_train_refuses_an_output_dir_it_cannot_create(runner, tmp_path):
+    corpus = tmp_path / "c.txt"
+    corpus.write_text(PATTERN * 3)
+    (tmp_path / "file").write_text("x")
+    result = runner.invoke(cli, ["train", str(corpus), "--out", str(tmp_path / "file" / "sub")])
+    assert result.exit_code == 1 and "cannot create output directory" in result.stderr
+
+
+def test_shell_pipeline(tmp_path, charrnn_cmd):
+    """cat corpus | charrnn train - ... then echo seed | charrnn predict --seed -, as real processes."""
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(PATTERN * 1000, encoding="utf-8")
+    out = tmp_path / "run"
+    cmd = " ".join(f"'{c}'" for c in charrnn_cmd)
+    train = subprocess.run(f"cat '{corpus}' | {cmd} train - --hidden 64 --max-steps 1500 --out '{out}'",
+                           shell=True, capture_output=True, text=True)
+    assert train.returncode == 0, train.stderr
+    assert train.stdout == ""
+    assert "compiling the training step" in train.stderr and "done: 1500 updates" in train.stderr
+    predict = subprocess.run(f"echo 'hello worl' | {cmd} predict --seed - --checkpoint '{out}/latest.npz' "
+                             f"--temperature 0 --length 15", shell=True, capture_output=True, text=True)
+    assert predict.returncode == 0, predict.stderr
+    assert predict.stdout == "d! hello world!"
+    assert predict.stderr == ""
