@@ -14,7 +14,7 @@ from charrnn.backend import BACKENDS, DEFAULT_BACKEND
 from charrnn.corpus import CorpusError, Vocab, read_text
 from charrnn.model import ModelConfig, shared_params
 from charrnn.sample import Sampler
-from charrnn.train import Trainer, TrainConfig, TrainingDiverged
+from charrnn.train import Trainer, TrainConfig, TrainingDiverged, TrainingInterrupted
 
 DEFAULT_CHECKPOINT = Path("checkpoints") / "latest.npz"
 POSITIVE = click.IntRange(min=1)
@@ -86,6 +86,9 @@ def train(corpus, encoding, hidden, seq_len, lr, epochs, max_steps, out, rng_see
         path = trainer.run(ids)
     except TrainingDiverged as e:
         raise click.ClickException(f"{e} (the last checkpoint in {out_dir} is kept)") from None
+    except TrainingInterrupted as e:
+        click.echo(f"charrnn: {e} after {trainer.step} updates; checkpoint {e.path}", err=True)
+        sys.exit(128 + e.signum)
     log(f"done: {trainer.step} updates, loss {trainer.last_loss:.4f} nats/char; checkpoint {path}")
 
 

@@ -1,6 +1,7 @@
 """Compiling the training step and running the training loop: progress, metrics, samples, checkpoints."""
 import json
 import math
+import signal
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -31,6 +32,14 @@ class TrainConfig:
 
 class TrainingDiverged(RuntimeError):
     """The loss stopped being a finite number; the last checkpoint on disk is kept."""
+
+
+class TrainingInterrupted(RuntimeError):
+    """SIGINT or SIGTERM arrived; the step in progress was finished and a checkpoint written."""
+
+    def __init__(self, signum, path):
+        super().__init__(f"stopped by {signal.Signals(signum).name}")
+        self.signum, self.path = signum, path
 
 
 def compile_train_step(params, seq_len, backend=DEFAULT_BACKEND):
@@ -74,17 +83,28 @@ class Trainer:
         self.seed_ids = ids[: self.cfg.seq_len]
         self.start_time = self.window_start = time.perf_counter()
         self.paused = 0.0  # seconds of the current window spent on checkpoints and samples
-        with tqdm(total=total * self.cfg.seq_len, unit="char", unit_scale=True, disable=self.progress,
-                  file=sys.stderr, dynamic_ncols=True, smoothing=0.05) as bar:
-            self._loop(inputs, targets, total, bar)
-        if self.step % self.cfg.checkpoint_every:
-            self.checkpoint()
+        self.stop_signal = None
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            with tqdm(total=total * self.cfg.seq_len, unit="char", unit_scale=True, disable=self.progress,
+                      file=sys.stderr, dynamic_ncols=True, smoothing=0.05) as bar:
+                self._loop(inputs, targets, total, bar)
+            if self.step % self.cfg.checkpoint_every or self.stop_signal:
+                self.checkpoint()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        if self.stop_signal:
+            raise TrainingInterrupted(self.stop_signal, self.out_dir / "latest.npz")
         return self.out_dir / "latest.npz"
+
+    def _on_signal(self, signum, frame):
+        self.stop_signal = signum  # the loop finishes its step, then stops and checkpoints
 
     def _loop(self, inputs, targets, total, bar):
         lr = np.asarray(self.cfg.lr, dtype=self.params["W_h"].dtype)
         window = []
-        while self.step < total:
+        while self.step < total and not self.stop_signal:
             i = self.step % len(inputs)
             loss = float(self.step_fn(as_column(inputs[i]), as_column(targets[i]), lr))
             if not math.isfinite(loss):
@@ -94,7 +114,7 @@ class Trainer:
             bar.update(self.cfg.seq_len)
             if self.step % 100 == 0:
                 bar.set_postfix_str(f"loss {np.mean(window[-100:]) / self.cfg.seq_len:.3f}", refresh=False)
-            if self.step % self.cfg.log_every == 0 or self.step == total:
+            if self.step % self.cfg.log_every == 0 or self.step == total or self.stop_signal:
                 self._log_metrics(window)
                 window = []
             if self.step % self.cfg.checkpoint_every == 0:

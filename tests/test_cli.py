@@ -1,9 +1,12 @@
+import signal
 import subprocess
+import time
 
 import pytest
 from click.testing import CliRunner
 
 import charrnn
+from charrnn import checkpoint
 from charrnn.cli import cli, format_next
 from conftest import PATTERN
 
@@ -121,3 +124,21 @@ def test_shell_pipeline(tmp_path, charrnn_cmd):
     assert predict.returncode == 0, predict.stderr
     assert predict.stdout == "d! hello world!"
     assert predict.stderr == ""
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_stops_training_with_a_checkpoint(tmp_path, charrnn_cmd, sig, code):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(PATTERN * 1000, encoding="utf-8")
+    out = tmp_path / "run"
+    proc = subprocess.Popen([*charrnn_cmd, "train", str(corpus), "--hidden", "32", "--epochs", "1000",
+                             "--log-every", "50", "--out", str(out)], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (out / "metrics.jsonl").exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    proc.send_signal(sig)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == code, stderr
+    assert f"stopped by {sig.name}" in stderr and "Traceback" not in stderr
+    _, meta = checkpoint.load(out / "latest.npz")
+    assert meta["step"] >= 50 and f"after {meta['step']} updates" in stderr
