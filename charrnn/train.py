@@ -113,7 +113,7 @@ class Trainer:
             self.step += 1
             bar.update(self.cfg.seq_len)
             if self.step % 100 == 0:
-                bar.set_postfix_str(f"loss {np.mean(window[-100:]) / self.cfg.seq_len:.3f}", refresh=False)
+                bar.set_postfix_str(f"loss {np.mean(window[-100:]) / self.cfg.seq_len:.3f} nats/char", refresh=False)
             if self.step % self.cfg.log_every == 0 or self.step == total or self.stop_signal:
                 self._log_metrics(window)
                 window = []
