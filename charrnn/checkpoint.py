@@ -1,7 +1,8 @@
 """The checkpoint file: named parameter arrays plus a JSON metadata entry in one .npz, never pickled.
 
-Layout (see README, "Checkpoint format"): arrays W_x, b_x, W_h, b_h, W_y, b_y and `meta`, the
-UTF-8 bytes of a JSON object stored as a uint8 array. `meta["format"]` is FORMAT and
+Layout (see README, "Checkpoint format"): the parameter arrays under their names (W_x, b_x, W_h,
+b_h for the first layer, W_x.1, ... for the next, W_y, b_y) and `meta`, the UTF-8 bytes of a JSON
+object stored as a uint8 array. `meta["format"]` is FORMAT and
 `meta["version"]` is VERSION.
 """
 import json
@@ -12,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from charrnn.model import PARAM_NAMES
+from charrnn.model import ModelConfig, param_shapes
 
 FORMAT = "charrnn-checkpoint"
-VERSION = 1
+VERSION = 2  # 2: cells, layers and optimizer settings (version 1, the lesson-6 network, still loads)
 
 
 class CheckpointError(ValueError):
@@ -28,7 +29,7 @@ def save(path, params, meta):
     path = Path(path)
     meta = {"format": FORMAT, "version": VERSION, **meta}
     blob = np.frombuffer(json.dumps(meta, ensure_ascii=False).encode("utf-8"), dtype=np.uint8)
-    arrays = {name: np.asarray(params[name]) for name in PARAM_NAMES}
+    arrays = {name: np.asarray(value) for name, value in params.items()}
     if any(a.dtype.hasobject for a in arrays.values()):
         raise ValueError("checkpoint arrays must be numeric: object arrays would need pickle")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -73,15 +74,22 @@ def _meta(path, arrays):
 
 
 def _params(path, arrays, meta):
-    missing = [name for name in PARAM_NAMES if name not in arrays]
+    try:
+        shapes = param_shapes(model_config(meta))
+    except (KeyError, TypeError, ValueError):
+        raise CheckpointError(f"{path} is damaged: its metadata lacks a usable vocabulary or model") from None
+    missing = [name for name in shapes if name not in arrays]
     if missing:
         raise CheckpointError(f"{path} is damaged: missing {', '.join(missing)}")
-    try:
-        V, H = len(meta["vocab"]), meta["model"]["hidden"]
-    except (KeyError, TypeError):
-        raise CheckpointError(f"{path} is damaged: metadata lacks the vocabulary or model") from None
-    shapes = {"W_x": (V, H), "b_x": (H,), "W_h": (H, H), "b_h": (H,), "W_y": (H, V), "b_y": (V,)}
     for name, shape in shapes.items():
         if arrays[name].shape != shape or arrays[name].dtype.kind != "f":
             raise CheckpointError(f"{path} is damaged: {name} is {arrays[name].dtype}{arrays[name].shape}, expected float{shape}")
-    return {name: arrays[name] for name in PARAM_NAMES}
+    return {name: arrays[name] for name in shapes}
+
+
+def model_config(meta):
+    """The ModelConfig a checkpoint's metadata describes (version 1 files hold only vocab_size and hidden)."""
+    config = ModelConfig(**meta["model"])
+    if config.vocab_size != len(meta["vocab"]) or config.cell not in ("rnn", "gru", "lstm"):
+        raise ValueError("model and vocabulary disagree")
+    return config

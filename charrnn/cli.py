@@ -3,6 +3,7 @@
 The only module that talks to the terminal. Data goes to stdout; progress, logs and errors to stderr.
 """
 import sys
+from dataclasses import fields
 from functools import partial
 from pathlib import Path
 
@@ -11,12 +12,14 @@ from tqdm import tqdm
 
 from charrnn import __version__, checkpoint
 from charrnn.backend import BACKENDS, DEFAULT_BACKEND
-from charrnn.corpus import CorpusError, Vocab, read_text
-from charrnn.model import ModelConfig, shared_params
+from charrnn.corpus import CorpusError, Vocab, read_text, split
+from charrnn.model import GATES, ModelConfig, shared_params
+from charrnn.optim import OPTIMIZERS
+from charrnn.presets import PRESETS, build_configs
 from charrnn.sample import Sampler
 from charrnn.train import Trainer, TrainConfig, TrainingDiverged, TrainingInterrupted
 
-DEFAULT_CHECKPOINT = Path("checkpoints") / "latest.npz"
+DEFAULT_RUN = Path("checkpoints")
 POSITIVE = click.IntRange(min=1)
 POSITIVE_FLOAT = click.FloatRange(min=0, min_open=True)
 
@@ -33,36 +36,83 @@ def cli():
     """
 
 
+class Duration(click.ParamType):
+    """A time budget: seconds, or a number with s, m or h (90s, 20m, 2h)."""
+
+    name = "duration"
+    UNITS = {"s": 1, "m": 60, "h": 3600}
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, (int, float)):
+            return float(value)
+        text = str(value).strip().lower()
+        scale = self.UNITS.get(text[-1:], None)
+        try:
+            seconds = float(text[:-1] if scale else text) * (scale or 1)
+        except ValueError:
+            self.fail(f"{value!r} is not a duration like 90s, 20m or 2h", param, ctx)
+        if seconds <= 0:
+            self.fail(f"{value!r} must be positive", param, ctx)
+        return seconds
+
+
+def _d(cls, name):
+    """The dataclass default of a config field, for help texts."""
+    return {f.name: f.default for f in fields(cls)}[name]
+
+
 @cli.command()
 @click.argument("corpus", type=click.Path(exists=True, dir_okay=False, allow_dash=True))
+@click.option("--preset", type=click.Choice(list(PRESETS)),
+              help="Start from a named configuration; options given explicitly still win. "
+                   "lesson6 is the fast.ai notebook's network and training.")
 @click.option("--encoding", default="utf-8", show_default=True, help="Text encoding of CORPUS.")
-@click.option("--hidden", default=256, show_default=True, type=POSITIVE, help="Hidden units.")
-@click.option("--seq-len", default=8, show_default=True, type=POSITIVE, help="Characters per training sequence.")
-@click.option("--lr", default=0.01, show_default=True, type=POSITIVE_FLOAT, help="SGD learning rate.")
-@click.option("--epochs", default=1, show_default=True, type=POSITIVE, help="Passes over the corpus.")
-@click.option("--max-steps", type=POSITIVE, help="Stop after this many updates (one per sequence).")
+@click.option("--cell", type=click.Choice(list(GATES)), help=f"Recurrent cell. [default: {_d(ModelConfig, 'cell')}]")
+@click.option("--activation", type=click.Choice(["relu", "tanh"]),
+              help=f"Activation of the rnn cell. [default: {_d(ModelConfig, 'activation')}]")
+@click.option("--layers", type=POSITIVE, help=f"Stacked recurrent layers. [default: {_d(ModelConfig, 'layers')}]")
+@click.option("--hidden", type=POSITIVE, help=f"Units per layer. [default: {_d(ModelConfig, 'hidden')}]")
+@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True),
+              help=f"Dropout between layers and before the output, training only. [default: {_d(ModelConfig, 'dropout')}]")
+@click.option("--seq-len", type=POSITIVE, help=f"Characters per chunk (truncated BPTT length). [default: {_d(TrainConfig, 'seq_len')}]")
+@click.option("--batch-size", type=POSITIVE, help=f"Contiguous streams per update. [default: {_d(TrainConfig, 'batch_size')}]")
+@click.option("--carry-state/--no-carry-state", default=None,
+              help="Carry the hidden state from chunk to chunk (reset each epoch), or reset it every chunk "
+                   "as the lesson does. [default: carry]")
+@click.option("--optimizer", type=click.Choice(list(OPTIMIZERS)), help=f"[default: {_d(TrainConfig, 'optimizer')}]")
+@click.option("--lr", type=POSITIVE_FLOAT, help=f"Learning rate. [default: {_d(TrainConfig, 'lr')}]")
+@click.option("--loss", type=click.Choice(["mean", "sum"]),
+              help="The update's loss: mean per character, or summed over the chunk as in the lesson. [default: mean]")
+@click.option("--clip", type=click.FloatRange(min=0), help=f"Clip gradients to this global norm; 0 disables. [default: {_d(TrainConfig, 'clip')}]")
+@click.option("--lr-decay", type=click.FloatRange(0, 1, min_open=True),
+              help=f"Multiply lr by this after each epoch past --lr-decay-after. [default: {_d(TrainConfig, 'lr_decay')}]")
+@click.option("--lr-decay-after", type=click.IntRange(min=0), help=f"Epochs before lr decay starts. [default: {_d(TrainConfig, 'lr_decay_after')}]")
+@click.option("--val-frac", type=click.FloatRange(0, 1, max_open=True),
+              help=f"Tail of the corpus held out for validation; 0 disables. [default: {_d(TrainConfig, 'val_frac')}]")
+@click.option("--eval-every", type=POSITIVE, help=f"Updates between validation passes. [default: {_d(TrainConfig, 'eval_every')}]")
+@click.option("--epochs", type=POSITIVE, help=f"Passes over the training part. [default: {_d(TrainConfig, 'epochs')}]")
+@click.option("--max-steps", type=POSITIVE, help="Stop after this many updates.")
+@click.option("--max-time", type=Duration(), help="Stop after this much training time: 90s, 20m, 2h.")
 @click.option("--out", default="checkpoints", show_default=True, type=click.Path(file_okay=False),
-              help="Directory for latest.npz, metrics.jsonl and samples.txt.")
-@click.option("--rng-seed", default=0, show_default=True, type=int, help="Seed for weights and samples.")
-@click.option("--checkpoint-every", default=10000, show_default=True, type=POSITIVE,
-              help="Updates between checkpoints (a sample is written with each).")
-@click.option("--log-every", default=1000, show_default=True, type=POSITIVE,
-              help="Updates between metrics.jsonl entries.")
-@click.option("--sample-length", default=200, show_default=True, type=POSITIVE,
-              help="Characters in each training-time sample.")
-@click.option("--backend", default=DEFAULT_BACKEND, show_default=True, type=click.Choice(list(BACKENDS)),
-              help="PyTensor backend that compiles the network.")
+              help="Directory for latest.npz, best.npz, metrics.jsonl and samples.txt.")
+@click.option("--rng-seed", type=int, help="Seed for weights, dropout and samples. [default: 0]")
+@click.option("--checkpoint-every", type=POSITIVE,
+              help=f"Updates between checkpoints (a sample is written with each). [default: {_d(TrainConfig, 'checkpoint_every')}]")
+@click.option("--log-every", type=POSITIVE, help=f"Updates between metrics.jsonl entries. [default: {_d(TrainConfig, 'log_every')}]")
+@click.option("--sample-length", type=POSITIVE, help="Characters in each training-time sample. [default: 200]")
+@click.option("--backend", type=click.Choice(list(BACKENDS)), help=f"PyTensor backend. [default: {DEFAULT_BACKEND}]")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or log lines.")
-def train(corpus, encoding, hidden, seq_len, lr, epochs, max_steps, out, rng_seed, checkpoint_every,
-          log_every, sample_length, backend, quiet):
-    """Train the lesson-6 network on CORPUS (a text file, or - for stdin).
+def train(corpus, encoding, preset, out, quiet, **options):
+    """Train a network on CORPUS (a text file, or - for stdin).
 
-    Writes OUT/latest.npz, OUT/metrics.jsonl and OUT/samples.txt.
+    Writes OUT/latest.npz, OUT/best.npz (lowest validation loss), OUT/metrics.jsonl and
+    OUT/samples.txt.
 
     \b
     Example:
-      charrnn train corpus.txt --epochs 2 --out run1
-      cat corpus.txt | charrnn train - --max-steps 5000
+      charrnn train corpus.txt --max-time 20m
+      charrnn train corpus.txt --preset lesson6 --out lesson6
+      cat corpus.txt | charrnn train - --cell gru --layers 2 --max-steps 5000
     """
     log = (lambda msg: None) if quiet else partial(tqdm.write, file=sys.stderr)
     try:
@@ -70,26 +120,34 @@ def train(corpus, encoding, hidden, seq_len, lr, epochs, max_steps, out, rng_see
     except CorpusError as e:
         raise click.ClickException(str(e)) from None
     vocab = Vocab.from_text(text)
-    ids = vocab.encode(text)
-    if len(ids) < seq_len + 1:
-        raise click.BadParameter(f"the corpus has {len(ids)} characters; --seq-len {seq_len} needs at least "
-                                 f"{seq_len + 1}", param_hint="'--seq-len'")
+    model_cfg, train_cfg = build_configs(len(vocab), preset, **options)
+    train_ids, val_ids = split(vocab.encode(text), train_cfg.val_frac)
+    _check_sizes(len(train_ids), len(val_ids), train_cfg)
     out_dir = _make_out_dir(out)
-    log(f"corpus: {len(ids):,} characters, vocabulary of {len(vocab)}")
-    model_cfg = ModelConfig(vocab_size=len(vocab), hidden=hidden)
-    train_cfg = TrainConfig(seq_len=seq_len, lr=lr, epochs=epochs, max_steps=max_steps, log_every=log_every,
-                            checkpoint_every=checkpoint_every, sample_length=sample_length, rng_seed=rng_seed,
-                            backend=backend)
+    log(f"corpus: {len(train_ids) + len(val_ids):,} characters ({len(val_ids):,} for validation), "
+        f"vocabulary of {len(vocab)}")
     trainer = Trainer(vocab, model_cfg, train_cfg, out_dir, log=log, progress=True if quiet else None)
     trainer.compile()
     try:
-        path = trainer.run(ids)
+        path = trainer.run(train_ids, val_ids)
     except TrainingDiverged as e:
         raise click.ClickException(f"{e} (the last checkpoint in {out_dir} is kept)") from None
     except TrainingInterrupted as e:
         click.echo(f"charrnn: {e} after {trainer.step} updates; checkpoint {e.path}", err=True)
         sys.exit(128 + e.signum)
-    log(f"done: {trainer.step} updates, loss {trainer.last_loss:.4f} nats/char; checkpoint {path}")
+    best = f", best validation loss {trainer.best_val_loss:.4f}" if trainer.val_loss is not None else ""
+    log(f"done: {trainer.step} updates, loss {trainer.last_loss:.4f} nats/char{best}; checkpoint {path}")
+
+
+def _check_sizes(n_train, n_val, cfg):
+    if n_train < cfg.batch_size * cfg.seq_len + 1:
+        hint = "--batch-size" if cfg.batch_size > 1 else "--seq-len"
+        raise click.BadParameter(
+            f"the training part has {n_train} characters; --batch-size {cfg.batch_size} x --seq-len "
+            f"{cfg.seq_len} needs at least {cfg.batch_size * cfg.seq_len + 1}", param_hint=f"'{hint}'")
+    if cfg.val_frac > 0 and n_val < 2:
+        raise click.BadParameter(f"leaves {n_val} characters for validation; raise it or pass 0",
+                                 param_hint="'--val-frac'")
 
 
 def _make_out_dir(out):
@@ -102,8 +160,8 @@ def _make_out_dir(out):
 
 @cli.command()
 @click.option("--seed", required=True, help="Text to start from; - reads it from stdin (one final newline dropped).")
-@click.option("--checkpoint", "checkpoint_path", default=str(DEFAULT_CHECKPOINT), show_default=True,
-              type=click.Path(dir_okay=False), help="Checkpoint to load.")
+@click.option("--checkpoint", "checkpoint_path", type=click.Path(dir_okay=False),
+              help="Checkpoint to load. [default: checkpoints/best.npz if it exists, else checkpoints/latest.npz]")
 @click.option("--length", default=200, show_default=True, type=POSITIVE, help="Characters to generate.")
 @click.option("--temperature", default=1.0, show_default=True, type=click.FloatRange(min=0),
               help="Sampling temperature; 0 takes the most likely character at each step.")
@@ -124,20 +182,29 @@ def predict(seed, checkpoint_path, length, temperature, rng_seed, show_next, unk
     """
     if seed == "-":
         seed = sys.stdin.read().removesuffix("\n")
-    try:
-        params, meta = checkpoint.load(checkpoint_path)
-    except checkpoint.CheckpointError as e:
-        hint = "; train one with `charrnn train CORPUS` or pass --checkpoint" if "no checkpoint" in str(e) else ""
-        raise click.ClickException(f"{e}{hint}") from None
+    params, meta = _load(checkpoint_path)
     vocab = Vocab.from_json(meta["vocab"])
     seed_ids = _encode_seed(vocab, seed, unknown)
-    sampler = Sampler(shared_params(params), meta["train"]["seq_len"], backend)
+    context = None if meta["train"].get("carry_state") else meta["train"]["seq_len"]
+    sampler = Sampler(shared_params(params), checkpoint.model_config(meta), context, backend)
     if show_next:
         best, probs = sampler.next_chars(seed_ids)
         click.echo(format_next(vocab.decode(seed_ids), vocab.decode(best), probs))
         return
     text = vocab.decode(sampler.generate(seed_ids, length, temperature, rng_seed))
     click.echo(text, nl=sys.stdout.isatty())
+
+
+def _load(path):
+    """A checkpoint's (params, meta); by default the run directory's best.npz, else its latest.npz."""
+    if path is None:
+        best = DEFAULT_RUN / "best.npz"
+        path = best if best.exists() else DEFAULT_RUN / "latest.npz"
+    try:
+        return checkpoint.load(path)
+    except checkpoint.CheckpointError as e:
+        hint = "; train one with `charrnn train CORPUS` or pass --checkpoint" if "no checkpoint" in str(e) else ""
+        raise click.ClickException(f"{e}{hint}") from None
 
 
 def _encode_seed(vocab, seed, unknown):

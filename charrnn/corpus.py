@@ -90,19 +90,42 @@ class Vocab:
         return cls(chars)
 
 
-def sequences(ids, seq_len):
-    """Non-overlapping (inputs, targets) chunks: inputs ids[i:i+T], targets ids[i+1:i+T+1], i = 0, T, 2T, ...
+def split(ids, val_frac):
+    """(train, val): the validation part is the last `val_frac` of the ids, never seen in training."""
+    cut = len(ids) - int(len(ids) * val_frac)
+    return ids[:cut], ids[cut:]
 
-    Returns two (N, T) views of `ids`, N = (len(ids) - 1) // T; nothing is copied.
+
+class BatchStream:
+    """B contiguous streams over the ids; batch k is the next T characters of every stream.
+
+    As in char-rnn and torch-rnn, stream b reads the b-th contiguous slice of the text, so a hidden
+    state carried from batch k to k+1 continues the same text. Every (input, target) pair of the
+    ids is used exactly once per pass: the last batch is padded, with weight 0 on the padding.
     """
-    n = (len(ids) - 1) // seq_len
-    if n < 1:
-        raise CorpusError(
-            f"the corpus has {len(ids)} characters; one sequence of --seq-len {seq_len} needs at least {seq_len + 1}"
-        )
-    inputs = ids[: n * seq_len].reshape(n, seq_len)
-    targets = ids[1 : n * seq_len + 1].reshape(n, seq_len)
-    return inputs, targets
+
+    def __init__(self, ids, batch_size, seq_len):
+        self.ids, self.B, self.T = ids, batch_size, seq_len
+        self.pairs = len(ids) - 1  # (input, target) pairs: ids[i] -> ids[i + 1]
+        self.stream_len = -(-self.pairs // batch_size)  # pairs per stream, rounded up
+        if self.pairs < batch_size * seq_len:
+            raise CorpusError(
+                f"--batch-size {batch_size} x --seq-len {seq_len} needs at least {batch_size * seq_len + 1} "
+                f"characters to train on; there are {len(ids)}"
+            )
+
+    def __len__(self):
+        return -(-self.stream_len // self.T)  # batches per pass
+
+    def batch(self, k):
+        """Inputs, targets (T, B) int32 and weights (T, B) float32 (0 on padding) of batch k."""
+        offset = k * self.T + np.arange(self.T)[:, None]  # (T, 1) position within each stream
+        pair = np.arange(self.B)[None, :] * self.stream_len + offset  # (T, B) index into ids
+        valid = (offset < self.stream_len) & (pair < self.pairs)
+        pair = np.where(valid, pair, 0)
+        x = np.asarray(self.ids[pair], dtype=np.int32)
+        y = np.asarray(self.ids[pair + 1], dtype=np.int32)
+        return x, y, valid.astype(np.float32)
 
 
 def as_column(ids):

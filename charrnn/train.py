@@ -1,4 +1,5 @@
-"""Compiling the training step and running the training loop: progress, metrics, samples, checkpoints."""
+"""Compiling the train and eval steps and running the training loop: progress, metrics,
+evaluation, samples, checkpoints and stops."""
 import json
 import math
 import signal
@@ -8,25 +9,36 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+import pytensor
 import pytensor.tensor as pt
 from tqdm import tqdm
 
 from charrnn import __version__, checkpoint, model, optim
 from charrnn.backend import DEFAULT_BACKEND, compile_function
-from charrnn.corpus import as_column, sequences
+from charrnn.corpus import BatchStream
 from charrnn.sample import Sampler
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    seq_len: int = 8  # lesson 6: cs = 8; inputs i..i+7, targets i+1..i+8
-    lr: float = 0.01  # lesson 6 SGD learning rate on the summed loss
-    epochs: int = 1  # passes over the corpus
-    max_steps: int | None = None  # stop after this many updates (one per sequence)
-    log_every: int = 1000  # sequences between metrics.jsonl entries
-    checkpoint_every: int = 10000  # sequences between checkpoints and samples
+    seq_len: int = 64  # characters per chunk: the truncated-BPTT length (lesson 6: 8)
+    batch_size: int = 64  # contiguous streams read side by side (lesson 6: 1)
+    carry_state: bool = True  # carry the hidden state from chunk to chunk within an epoch (lesson 6: reset)
+    optimizer: str = "adam"  # sgd, momentum, rmsprop or adam (lesson 6: sgd)
+    lr: float = 2e-3  # learning rate (lesson 6: 0.01)
+    loss: str = "mean"  # the update's loss: mean per character, or summed over the chunk (lesson 6)
+    clip: float = 5.0  # clip gradients to this global L2 norm; 0 disables (lesson 6: 0)
+    lr_decay: float = 0.97  # multiply lr by this after each epoch ...
+    lr_decay_after: int = 10  # ... once this many epochs are done (char-rnn's schedule)
+    val_frac: float = 0.05  # tail of the corpus held out for validation (lesson 6: 0)
+    eval_every: int = 500  # updates between validation passes (and at each epoch's end)
+    epochs: int = 50  # passes over the training part
+    max_steps: int | None = None  # stop after this many updates
+    max_time: float | None = None  # stop after this many seconds of training
+    log_every: int = 100  # updates between metrics.jsonl entries
+    checkpoint_every: int = 1000  # updates between checkpoints and samples
     sample_length: int = 200  # characters in each training-time sample
-    rng_seed: int = 0  # weight initialisation and sample draws
+    rng_seed: int = 0  # weight initialisation, dropout masks and sample draws
     backend: str = DEFAULT_BACKEND  # PyTensor backend, see backend.BACKENDS
 
 
@@ -42,19 +54,42 @@ class TrainingInterrupted(RuntimeError):
         self.signum, self.path = signum, path
 
 
-def compile_train_step(params, seq_len, backend=DEFAULT_BACKEND):
-    """fn(x, y, lr) -> summed loss of one (T, 1) sequence, applying one SGD update to `params`."""
-    dtype = params["W_h"].dtype
-    x = pt.tensor("x", dtype="int32", shape=(seq_len, 1))  # (T, B) input ids
-    y = pt.tensor("y", dtype="int32", shape=(seq_len, 1))  # (T, B) target ids
-    lr = pt.scalar("lr", dtype=dtype)  # an input, so changing it never recompiles
-    h0 = pt.zeros((1, params["W_h"].get_value(borrow=True).shape[0]), dtype=dtype)  # fresh state per sequence
-    loss = model.sequence_loss(model.output_logits(model.hidden_states(x, h0, params), params), y)
-    return compile_function([x, y, lr], loss, updates=optim.sgd(params, loss, lr), backend=backend)
+def summed_nll(params, config, x, y, w, states0, keep=None):
+    """Weighted negative log-likelihood summed over (T, B) targets, and the (S, B, H) final states."""
+    top, finals = model.run_layers(x, states0, params, config, keep=keep)
+    return (model.token_nll(model.output_logits(top, params), y) * w.reshape((-1,))).sum(), finals
+
+
+def compile_train_step(params, opt_state, model_cfg, train_cfg):
+    """fn(x, y, w, states, [keep,] lr) -> (mean nats per character, final states); applies one update."""
+    T, B, H, dtype = train_cfg.seq_len, train_cfg.batch_size, model_cfg.hidden, params["W_y"].dtype
+    x = pt.tensor("x", dtype="int32", shape=(T, B))  # input ids
+    y = pt.tensor("y", dtype="int32", shape=(T, B))  # target ids
+    w = pt.tensor("w", dtype=dtype, shape=(T, B))  # 1 for real characters, 0 for padding
+    states0 = pt.tensor("states", dtype=dtype, shape=(model_cfg.state_size, B, H))
+    keep = pt.tensor("keep", dtype=dtype, shape=(model_cfg.layers, T, B, H)) if model_cfg.dropout else None
+    lr = pt.scalar("lr", dtype=dtype)  # an input, so a schedule never recompiles
+    total, finals = summed_nll(params, model_cfg, x, y, w, states0, keep)
+    mean = total / w.sum()
+    grads = pytensor.grad(total if train_cfg.loss == "sum" else mean, list(params.values()))
+    grads = dict(zip(params, optim.clip_by_global_norm(grads, train_cfg.clip), strict=True))
+    updates = optim.updates(train_cfg.optimizer, params, grads, opt_state, lr)
+    inputs = [x, y, w, states0, *([keep] if keep is not None else []), lr]
+    return compile_function(inputs, [mean, finals], updates=updates, backend=train_cfg.backend)
+
+
+def compile_eval_step(params, model_cfg, backend=DEFAULT_BACKEND):
+    """fn(x, y, w, states) -> (summed nats, final states), for batches of any shape; no dropout."""
+    dtype = params["W_y"].dtype
+    x, y = pt.matrix("x", dtype="int32"), pt.matrix("y", dtype="int32")
+    w = pt.matrix("w", dtype=dtype)
+    states0 = pt.tensor("states", dtype=dtype, shape=(model_cfg.state_size, None, model_cfg.hidden))
+    total, finals = summed_nll(params, model_cfg, x, y, w, states0)
+    return compile_function([x, y, w, states0], [total, finals], backend=backend)
 
 
 class Trainer:
-    """One training run writing metrics.jsonl, samples.txt and latest.npz into `out_dir`."""
+    """One training run writing metrics.jsonl, samples.txt, latest.npz and best.npz into `out_dir`."""
 
     def __init__(self, vocab, model_cfg, train_cfg, out_dir, log=print, progress=None):
         self.vocab, self.model_cfg, self.cfg = vocab, model_cfg, train_cfg
@@ -62,35 +97,38 @@ class Trainer:
         self.log = log
         self.progress = progress  # tqdm's `disable`: None shows the bar only on a terminal
         self.params = model.shared_params(model.init_params(model_cfg, train_cfg.rng_seed))
-        self.sampler = Sampler(self.params, train_cfg.seq_len, train_cfg.backend)
-        self.step = 0
+        self.opt_state = optim.optimizer_state(train_cfg.optimizer, self.params)
+        self.dropout_rng = np.random.default_rng([train_cfg.rng_seed, 1])
+        context = None if train_cfg.carry_state else train_cfg.seq_len
+        self.sampler = Sampler(self.params, model_cfg, context, train_cfg.backend)
+        self.step = 0  # updates done
+        self.epoch = 0  # full passes done
+        self.position = 0  # batches done in the current pass
         self.last_loss = None  # mean nats per character over the last logging window
+        self.val_loss, self.best_val_loss = None, math.inf
+        self.eval_fn = None
 
-    def compile(self):
-        """Compile the training step, saying so: a first run on a machine compiles C code."""
+    def compile(self, validate=True):
+        """Compile the training (and evaluation) step, saying so: a first run compiles C code."""
         self.log(f"compiling the training step with the {self.cfg.backend} backend (cached after the first run)...")
         start = time.perf_counter()
-        self.step_fn = compile_train_step(self.params, self.cfg.seq_len, self.cfg.backend)
+        self.step_fn = compile_train_step(self.params, self.opt_state, self.model_cfg, self.cfg)
+        if validate and self.cfg.val_frac > 0:
+            self.eval_fn = compile_eval_step(self.params, self.model_cfg, self.cfg.backend)
         self.log(f"compiled in {time.perf_counter() - start:.1f} s")
 
-    def run(self, ids):
-        """Train on the (N,) ids with one SGD update per sequence; returns the path of latest.npz."""
-        inputs, targets = sequences(ids, self.cfg.seq_len)
-        self.steps_per_epoch = len(inputs)
-        total = len(inputs) * self.cfg.epochs
-        if self.cfg.max_steps is not None:
-            total = min(total, self.cfg.max_steps)
-        self.seed_ids = ids[: self.cfg.seq_len]
-        self.start_time = self.window_start = time.perf_counter()
-        self.paused = 0.0  # seconds of the current window spent on checkpoints and samples
+    def run(self, train_ids, val_ids=None):
+        """Train until a stop; returns the path of latest.npz."""
+        self.stream = BatchStream(train_ids, self.cfg.batch_size, self.cfg.seq_len)
+        self.val_stream = None
+        if val_ids is not None and len(val_ids) > 1 and self.eval_fn is not None:
+            batch = min(self.cfg.batch_size, len(val_ids) - 1)  # a short validation part gets fewer streams
+            self.val_stream = BatchStream(val_ids, batch, min(self.cfg.seq_len, (len(val_ids) - 1) // batch))
+        self.seed_ids = train_ids[: self.cfg.seq_len]
         self.stop_signal = None
         previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
-            with tqdm(total=total * self.cfg.seq_len, unit="char", unit_scale=True, disable=self.progress,
-                      file=sys.stderr, dynamic_ncols=True, smoothing=0.05) as bar:
-                self._loop(inputs, targets, total, bar)
-            if self.step % self.cfg.checkpoint_every or self.stop_signal:
-                self.checkpoint()
+            self._run_with_bar()
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
@@ -98,59 +136,141 @@ class Trainer:
             raise TrainingInterrupted(self.stop_signal, self.out_dir / "latest.npz")
         return self.out_dir / "latest.npz"
 
+    def _run_with_bar(self):
+        total = len(self.stream) * self.cfg.epochs
+        if self.cfg.max_steps is not None:
+            total = min(total, self.cfg.max_steps)
+        self.total_steps = total
+        self.start_time = self.window_start = time.perf_counter()
+        self.paused = 0.0  # seconds of the current window spent on evaluation, checkpoints and samples
+        with tqdm(total=total * self.cfg.seq_len * self.cfg.batch_size, unit="char", unit_scale=True,
+                  disable=self.progress, file=sys.stderr, dynamic_ncols=True, smoothing=0.05) as self.bar:
+            self._loop()
+            if self.val_stream is not None and self.val_loss_step != self.step:
+                self.evaluate()
+        if self.step % self.cfg.checkpoint_every or self.stop_signal:
+            self.checkpoint()
+
     def _on_signal(self, signum, frame):
         self.stop_signal = signum  # the loop finishes its step, then stops and checkpoints
 
-    def _loop(self, inputs, targets, total, bar):
-        lr = np.asarray(self.cfg.lr, dtype=self.params["W_h"].dtype)
+    def _should_stop(self):
+        over_time = self.cfg.max_time is not None and time.perf_counter() - self.start_time >= self.cfg.max_time
+        return self.step >= self.total_steps or over_time or bool(self.stop_signal)
+
+    def _loop(self):
+        self.val_loss_step = None
         window = []
-        while self.step < total and not self.stop_signal:
-            i = self.step % len(inputs)
-            loss = float(self.step_fn(as_column(inputs[i]), as_column(targets[i]), lr))
-            if not math.isfinite(loss):
-                raise TrainingDiverged(f"the loss became {loss} at step {self.step + 1}; try a lower --lr")
-            window.append(loss)
-            self.step += 1
-            bar.update(self.cfg.seq_len)
-            if self.step % 100 == 0:
-                bar.set_postfix_str(f"loss {np.mean(window[-100:]) / self.cfg.seq_len:.3f} nats/char", refresh=False)
-            if self.step % self.cfg.log_every == 0 or self.step == total or self.stop_signal:
-                self._log_metrics(window)
-                window = []
-            if self.step % self.cfg.checkpoint_every == 0:
-                self.checkpoint()
+        while self.epoch < self.cfg.epochs and not self._should_stop():
+            lr = np.asarray(self.current_lr(), dtype=self.params["W_y"].dtype)
+            states = self.zero_states(self.cfg.batch_size)  # reset at each epoch
+            for k in range(len(self.stream)):
+                if not self.cfg.carry_state:
+                    states = self.zero_states(self.cfg.batch_size)
+                loss, states = self.step_fn(*self.stream.batch(k), states, *self._dropout_keep(), lr)
+                self._after_step(float(loss), window, k)
+                if self.step % self.cfg.log_every == 0 or self._should_stop():
+                    self._log_metrics(window)
+                    window = []
+                if self.step % self.cfg.eval_every == 0 and self.val_stream is not None:
+                    self.evaluate()
+                if self.step % self.cfg.checkpoint_every == 0:
+                    self.checkpoint()
+                if self._should_stop():
+                    return
+            self.epoch, self.position = self.epoch + 1, 0
+            if self.val_stream is not None and self.val_loss_step != self.step:
+                self.evaluate()
+
+    def _after_step(self, loss, window, k):
+        if not math.isfinite(loss):
+            raise TrainingDiverged(f"the loss became {loss} at step {self.step + 1}; try a lower --lr")
+        window.append(loss)
+        self.step += 1
+        self.position = k + 1  # batches done in the current epoch
+        self.bar.update(self.cfg.seq_len * self.cfg.batch_size)
+        if self.step % 10 == 0:
+            val = f", val {self.val_loss:.3f}" if self.val_loss is not None else ""
+            self.bar.set_postfix_str(f"loss {np.mean(window[-100:]):.3f}{val} nats/char", refresh=False)
+
+    def current_lr(self):
+        """char-rnn's schedule: lr times lr_decay for every epoch done beyond lr_decay_after - 1."""
+        return self.cfg.lr * self.cfg.lr_decay ** max(0, self.epoch - self.cfg.lr_decay_after + 1)
+
+    def zero_states(self, batch_size):
+        return np.zeros((self.model_cfg.state_size, batch_size, self.model_cfg.hidden), dtype=self.params["W_y"].dtype)
+
+    def _dropout_keep(self):
+        """Inverted-dropout multipliers (0 or 1/(1-p)) for each layer's output, drawn on the host."""
+        p = self.model_cfg.dropout
+        if not p:
+            return []
+        shape = (self.model_cfg.layers, self.cfg.seq_len, self.cfg.batch_size, self.model_cfg.hidden)
+        keep = self.dropout_rng.random(shape, dtype=np.float32) >= p
+        return [keep.astype(self.params["W_y"].dtype) / np.asarray(1 - p, dtype=self.params["W_y"].dtype)]
+
+    def evaluate(self):
+        """Mean nats per character over the validation part; keeps best.npz at the lowest."""
+        start = time.perf_counter()
+        total, count = 0.0, 0.0
+        states = self.zero_states(self.val_stream.B)
+        for k in range(len(self.val_stream)):
+            if not self.cfg.carry_state:
+                states = self.zero_states(self.val_stream.B)
+            x, y, w = self.val_stream.batch(k)
+            nll, states = self.eval_fn(x, y, w.astype(states.dtype), states)
+            total, count = total + float(nll), count + float(w.sum())
+        self.val_loss, self.val_loss_step = total / count, self.step
+        self._write_metrics({"val_loss": round(self.val_loss, 6), "val_bpc": round(self.val_loss / math.log(2), 6)})
+        note = ""
+        if self.val_loss < self.best_val_loss:
+            self.best_val_loss = self.val_loss
+            self._save("best.npz")
+            note = " (best so far: best.npz)"
+        self.log(f"step {self.step}: validation loss {self.val_loss:.4f} nats/char, "
+                 f"{self.val_loss / math.log(2):.4f} bits/char{note}")
+        self.paused += time.perf_counter() - start
 
     def _log_metrics(self, window):
         now = time.perf_counter()
-        rate = len(window) * self.cfg.seq_len / max(now - self.window_start - self.paused, 1e-9)
+        chars = len(window) * self.cfg.seq_len * self.cfg.batch_size
+        rate = chars / max(now - self.window_start - self.paused, 1e-9)
         self.window_start, self.paused = now, 0.0
-        self.last_loss = float(np.mean(window)) / self.cfg.seq_len
-        chars = self.step * self.cfg.seq_len
+        self.last_loss = float(np.mean(window))
+        self._write_metrics({"loss": round(self.last_loss, 6), "lr": self.current_lr(),
+                             "chars_per_s": round(rate, 1)})  # training only: evaluation and checkpoints excluded
+        self.log(f"step {self.step}: loss {self.last_loss:.4f} nats/char, {rate:.0f} chars/s")
+
+    def _write_metrics(self, fields):
         record = {
             "step": self.step,
-            "epoch": round(self.step / self.steps_per_epoch, 4),
-            "chars": chars,
-            "loss": round(self.last_loss, 6),
-            "lr": self.cfg.lr,
-            "chars_per_s": round(rate, 1),  # training only: checkpoints and samples excluded
-            "elapsed_s": round(now - self.start_time, 3),
+            "epoch": round(self.epochs_done(), 4),
+            "chars": self.step * self.cfg.seq_len * self.cfg.batch_size,
+            **fields,
+            "elapsed_s": round(time.perf_counter() - self.start_time, 3),
         }
         with open(self.out_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
-        self.log(f"step {self.step}: loss {self.last_loss:.4f} nats/char, {record['chars_per_s']:.0f} chars/s")
+
+    def epochs_done(self):
+        """Passes over the training part, fractional."""
+        return self.epoch + self.position / len(self.stream)
 
     def checkpoint(self):
         """Write latest.npz, then append a sample from the current weights to samples.txt."""
         start = time.perf_counter()
-        params = {name: p.get_value() for name, p in self.params.items()}
-        path = self.out_dir / "latest.npz"
-        checkpoint.save(path, params, self.metadata())
+        path = self._save("latest.npz")
         text = self.vocab.decode(self.sampler.generate(self.seed_ids, self.cfg.sample_length, 1.0, self.step))
         seed = self.vocab.decode(self.seed_ids)
         with open(self.out_dir / "samples.txt", "a", encoding="utf-8") as f:
             f.write(f"--- step {self.step}, loss {self.last_loss} ---\n{seed}{text}\n")
         self.log(f"checkpoint {path} (step {self.step}); sample:\n{seed}{text}")
         self.paused += time.perf_counter() - start
+
+    def _save(self, name):
+        params = {name: p.get_value() for name, p in self.params.items()}
+        checkpoint.save(self.out_dir / name, params, self.metadata())
+        return self.out_dir / name
 
     def metadata(self):
         return {
@@ -159,6 +279,8 @@ class Trainer:
             "model": asdict(self.model_cfg),
             "train": asdict(self.cfg),
             "step": self.step,
-            "epoch": self.step / self.steps_per_epoch,
+            "epoch": self.epochs_done(),
             "loss": self.last_loss,
+            "val_loss": self.val_loss,
+            "best_val_loss": None if math.isinf(self.best_val_loss) else self.best_val_loss,
         }
