@@ -87,9 +87,12 @@ def _params(path, arrays, meta):
     return {name: arrays[name] for name in shapes}
 
 
+LESSON6_MODEL = {"cell": "rnn", "layers": 1, "activation": "relu", "dropout": 0.0}  # all that version 1 held
+
+
 def model_config(meta):
     """The ModelConfig a checkpoint's metadata describes (version 1 files hold only vocab_size and hidden)."""
-    config = ModelConfig(**meta["model"])
+    config = ModelConfig(**{**(LESSON6_MODEL if meta.get("version") == 1 else {}), **meta["model"]})
     if config.vocab_size != len(meta["vocab"]) or config.cell not in ("rnn", "gru", "lstm"):
         raise ValueError("model and vocabulary disagree")
     return config

@@ -21,6 +21,6 @@ def trained_run(tmp_path_factory, charrnn_cmd):
     out = tmp_path_factory.mktemp("run")
     corpus = out / "corpus.txt"
     corpus.write_text(PATTERN * 1000, encoding="utf-8")
-    subprocess.run([*charrnn_cmd, "train", str(corpus), "--hidden", "64", "--max-steps", "1500", "--out", str(out),
+    subprocess.run([*charrnn_cmd, "train", str(corpus), "--preset", "lesson6", "--hidden", "64", "--max-steps", "1500", "--out", str(out),
                     "--checkpoint-every", "1500", "--sample-length", "20", "--quiet"], check=True)
     return Path(out)

@@ -1,32 +1,64 @@
-"""Plain numpy versions of the lesson-6 equations: the independent reference the tests compare against."""
+"""Plain numpy versions of the networks' equations: the independent reference the tests compare against."""
 import numpy as np
+
+from charrnn.model import ModelConfig, layer_names, param_shapes
 
 
 def one_hot(ids, V):
     return np.eye(V)[np.asarray(ids)]
 
 
-def forward(p, x_ids, h0=None):
-    """Hidden states (T, H) and softmax outputs (T, V) for one sequence, with literal one-hot inputs."""
-    V, H = p["W_x"].shape
-    h = np.zeros(H) if h0 is None else h0
-    hs, ys = [], []
-    for x in one_hot(x_ids, V):
-        h = np.maximum(x @ p["W_x"] + p["b_x"] + h @ p["W_h"] + p["b_h"], 0)
-        z = h @ p["W_y"] + p["b_y"]
+def sigmoid(a):
+    return 1 / (1 + np.exp(-a))
+
+
+def cell_step(cell, activation, x, states, W_x, b_x, W_h, b_h):
+    """One time step of one layer for one example, written from the README's equations."""
+    if cell == "rnn":
+        a = x @ W_x + b_x + states[0] @ W_h + b_h
+        return [np.maximum(a, 0) if activation == "relu" else np.tanh(a)]
+    H = len(states[0])
+    if cell == "gru":
+        ax, ah = x @ W_x + b_x, states[0] @ W_h + b_h
+        r = sigmoid(ax[:H] + ah[:H])
+        z = sigmoid(ax[H : 2 * H] + ah[H : 2 * H])
+        n = np.tanh(ax[2 * H :] + r * ah[2 * H :])
+        return [(1 - z) * n + z * states[0]]
+    a = x @ W_x + b_x + states[0] @ W_h + b_h
+    i, f, g, o = sigmoid(a[:H]), sigmoid(a[H : 2 * H]), np.tanh(a[2 * H : 3 * H]), sigmoid(a[3 * H :])
+    c = f * states[1] + i * g
+    return [o * np.tanh(c), c]
+
+
+def forward(p, x_ids, config=None, states=None, keep=None):
+    """Top-layer outputs (T, H), softmax outputs (T, V) and final states [per layer: h (and c)] for
+    one sequence with literal one-hot inputs; keep: optional (layers, T, H) dropout multipliers."""
+    V, H = p["W_y"].shape[1], p["W_y"].shape[0]
+    config = config or ModelConfig(vocab_size=V, hidden=H, cell="rnn", layers=1, activation="relu")
+    per_layer = 2 if config.cell == "lstm" else 1
+    states = [list(states[l * per_layer : (l + 1) * per_layer]) if states is not None else [np.zeros(H)] * per_layer
+              for l in range(config.layers)]
+    tops, ys = [], []
+    for t, x in enumerate(one_hot(x_ids, V)):
+        inp = x
+        for layer in range(config.layers):
+            weights = [p[name] for name in layer_names(layer)]
+            states[layer] = cell_step(config.cell, config.activation, inp, states[layer], *weights)
+            inp = states[layer][0] if keep is None else states[layer][0] * keep[layer, t]
+        z = inp @ p["W_y"] + p["b_y"]
         e = np.exp(z - z.max())
-        hs.append(h)
+        tops.append(inp)
         ys.append(e / e.sum())
-    return np.array(hs), np.array(ys)
+    return np.array(tops), np.array(ys), [s for layer in states for s in layer]
 
 
-def loss(p, x_ids, y_ids):
+def loss(p, x_ids, y_ids, config=None, keep=None):
     """Categorical cross-entropy summed over the sequence, in nats."""
-    _, ys = forward(p, x_ids)
+    _, ys, _ = forward(p, x_ids, config, keep=keep)
     return -sum(np.log(ys[t, y]) for t, y in enumerate(y_ids))
 
 
-def finite_difference_grads(p, x_ids, y_ids, eps=1e-6):
+def finite_difference_grads(p, x_ids, y_ids, config=None, eps=1e-6):
     """Central differences of `loss` with respect to every parameter entry."""
     grads = {}
     for name, w in p.items():
@@ -34,23 +66,18 @@ def finite_difference_grads(p, x_ids, y_ids, eps=1e-6):
         for idx in np.ndindex(w.shape):
             old = w[idx]
             w[idx] = old + eps
-            up = loss(p, x_ids, y_ids)
+            up = loss(p, x_ids, y_ids, config)
             w[idx] = old - eps
-            down = loss(p, x_ids, y_ids)
+            down = loss(p, x_ids, y_ids, config)
             w[idx] = old
             g[idx] = (up - down) / (2 * eps)
         grads[name] = g
     return grads
 
 
-def random_params(V, H, seed=0):
-    """Random float64 parameters with a non-identity W_h, so every term of the recurrence matters."""
+def random_params(V, H, seed=0, config=None):
+    """Random float64 parameters (W_h not the identity), so every term of the recurrence matters."""
     rng = np.random.default_rng(seed)
-    return {
-        "W_x": rng.normal(0, 0.8, (V, H)),
-        "b_x": rng.normal(0, 0.3, H),
-        "W_h": rng.normal(0, 0.5, (H, H)),
-        "b_h": rng.normal(0, 0.3, H),
-        "W_y": rng.normal(0, 0.8, (H, V)),
-        "b_y": rng.normal(0, 0.3, V),
-    }
+    config = config or ModelConfig(vocab_size=V, hidden=H, cell="rnn", layers=1)
+    scale = {"W": 0.8, "b": 0.3}
+    return {name: rng.normal(0, scale[name[0]], shape) for name, shape in param_shapes(config).items()}

@@ -1,3 +1,4 @@
+import json
 import signal
 import subprocess
 import time
@@ -83,15 +84,25 @@ def test_train_errors(runner, tmp_path):
     empty.write_text("   \n")
     short = tmp_path / "short.txt"
     short.write_text("abc")
+    thousand = tmp_path / "thousand.txt"
+    thousand.write_text(PATTERN * 77)
     cases = [
         ([str(tmp_path / "missing.txt")], 2, "does not exist"),
         ([str(tmp_path)], 2, "is a directory"),
         ([str(bad)], 1, "byte 0xff at offset 6 is not valid utf-8"),
         ([str(empty)], 1, "is empty"),
-        ([str(short)], 2, "--seq-len 8 needs at least 9"),
+        ([str(short), "--preset", "lesson6"], 2, "--batch-size 1 x --seq-len 8 needs at least 9"),
+        ([str(short)], 2, "--batch-size 64 x --seq-len 64 needs at least 4097"),
+        ([str(thousand), "--preset", "lesson6", "--val-frac", "0.001"], 2, "leaves 1 characters for validation"),
         ([str(short), "--hidden", "0"], 2, "--hidden"),
+        ([str(short), "--layers", "0"], 2, "--layers"),
+        ([str(short), "--batch-size", "0"], 2, "--batch-size"),
         ([str(short), "--lr", "-0.1"], 2, "--lr"),
         ([str(short), "--seq-len", "0"], 2, "--seq-len"),
+        ([str(short), "--dropout", "1"], 2, "--dropout"),
+        ([str(short), "--cell", "transformer"], 2, "--cell"),
+        ([str(short), "--max-time", "soon"], 2, "is not a duration"),
+        ([str(short), "--preset", "nope"], 2, "--preset"),
     ]
     for args, code, message in cases:
         result = runner.invoke(cli, ["train", *args, "--out", str(tmp_path / "out")])
@@ -104,7 +115,7 @@ def test_train_refuses_an_output_dir_it_cannot_create(runner, tmp_path):
     corpus = tmp_path / "c.txt"
     corpus.write_text(PATTERN * 3)
     (tmp_path / "file").write_text("x")
-    result = runner.invoke(cli, ["train", str(corpus), "--out", str(tmp_path / "file" / "sub")])
+    result = runner.invoke(cli, ["train", str(corpus), "--preset", "lesson6", "--out", str(tmp_path / "file" / "sub")])
     assert result.exit_code == 1 and "cannot create output directory" in result.stderr
 
 
@@ -114,7 +125,7 @@ def test_shell_pipeline(tmp_path, charrnn_cmd):
     corpus.write_text(PATTERN * 1000, encoding="utf-8")
     out = tmp_path / "run"
     cmd = " ".join(f"'{c}'" for c in charrnn_cmd)
-    train = subprocess.run(f"cat '{corpus}' | {cmd} train - --hidden 64 --max-steps 1500 --out '{out}'",
+    train = subprocess.run(f"cat '{corpus}' | {cmd} train - --preset lesson6 --hidden 64 --max-steps 1500 --out '{out}'",
                            shell=True, capture_output=True, text=True)
     assert train.returncode == 0, train.stderr
     assert train.stdout == ""
@@ -131,7 +142,7 @@ def test_a_signal_stops_training_with_a_checkpoint(tmp_path, charrnn_cmd, sig, c
     corpus = tmp_path / "corpus.txt"
     corpus.write_text(PATTERN * 1000, encoding="utf-8")
     out = tmp_path / "run"
-    proc = subprocess.Popen([*charrnn_cmd, "train", str(corpus), "--hidden", "32", "--epochs", "1000",
+    proc = subprocess.Popen([*charrnn_cmd, "train", str(corpus), "--preset", "lesson6", "--hidden", "32", "--epochs", "1000",
                              "--log-every", "50", "--out", str(out)], stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while not (out / "metrics.jsonl").exists() and time.monotonic() < deadline and proc.poll() is None:
@@ -142,3 +153,30 @@ def test_a_signal_stops_training_with_a_checkpoint(tmp_path, charrnn_cmd, sig, c
     assert f"stopped by {sig.name}" in stderr and "Traceback" not in stderr
     _, meta = checkpoint.load(out / "latest.npz")
     assert meta["step"] >= 50 and f"after {meta['step']} updates" in stderr
+
+
+def test_default_training_keeps_best_and_predict_uses_it(runner, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "c.txt").write_text(PATTERN * 300)
+    result = runner.invoke(cli, ["train", "c.txt", "--cell", "gru", "--layers", "2", "--hidden", "16",
+                                 "--batch-size", "4", "--seq-len", "16", "--max-steps", "40", "--eval-every", "20",
+                                 "--sample-length", "10"])
+    assert result.exit_code == 0, result.stderr
+    assert "validation loss" in result.stderr and "bits/char" in result.stderr and "best validation loss" in result.stderr
+    assert {p.name for p in (tmp_path / "checkpoints").iterdir()} == {"latest.npz", "best.npz", "metrics.jsonl", "samples.txt"}
+    (tmp_path / "checkpoints" / "latest.npz").write_text("not a checkpoint")
+    result = runner.invoke(cli, ["predict", "--seed", "hello", "--length", "5"])
+    assert result.exit_code == 0 and len(result.stdout) == 5, result.stderr  # read best.npz, not latest.npz
+    (tmp_path / "checkpoints" / "best.npz").unlink()
+    result = runner.invoke(cli, ["predict", "--seed", "hello"])
+    assert result.exit_code == 1 and "latest.npz is not a readable charrnn checkpoint" in result.stderr
+
+
+def test_max_time_stops_training(runner, tmp_path):
+    (tmp_path / "c.txt").write_text(PATTERN * 300)
+    result = runner.invoke(cli, ["train", str(tmp_path / "c.txt"), "--preset", "lesson6", "--hidden", "16",
+                                 "--epochs", "10000", "--max-time", "2s", "--out", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.stderr
+    _, meta = checkpoint.load(tmp_path / "run" / "latest.npz")
+    last = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert 0 < meta["step"] < 10000 * 487 and 2.0 <= last["elapsed_s"] < 30

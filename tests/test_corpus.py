@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from charrnn.corpus import CorpusError, Vocab, as_column, decode, read_text, sequences
+from charrnn.corpus import BatchStream, CorpusError, Vocab, decode, read_text, split
 
 
 def test_vocab_round_trip_with_non_ascii():
@@ -31,19 +31,51 @@ def test_encode_names_missing_characters():
     assert e.value.args[0] == ["x", "y", "z"]
 
 
-def test_sequences_are_non_overlapping_shifted_chunks():
+def test_batch_stream_with_one_stream_is_the_lessons_chunks():
     ids = np.arange(20, dtype=np.uint8)
-    inputs, targets = sequences(ids, 8)
-    np.testing.assert_array_equal(inputs, [range(0, 8), range(8, 16)])
-    np.testing.assert_array_equal(targets, [range(1, 9), range(9, 17)])
-    assert np.shares_memory(inputs, ids)  # views, not copies
-    np.testing.assert_array_equal(as_column(inputs[1]), np.arange(8, 16).reshape(8, 1))
+    stream = BatchStream(ids, batch_size=1, seq_len=8)
+    assert len(stream) == 3  # 19 pairs: two full chunks and a padded one
+    x, y, w = stream.batch(0)
+    np.testing.assert_array_equal(x[:, 0], range(0, 8))
+    np.testing.assert_array_equal(y[:, 0], range(1, 9))
+    x, y, w = stream.batch(2)
+    np.testing.assert_array_equal(w[:, 0], [1, 1, 1, 0, 0, 0, 0, 0])
+    np.testing.assert_array_equal(x[:3, 0], [16, 17, 18])
+    np.testing.assert_array_equal(y[:3, 0], [17, 18, 19])
+    assert x.dtype == np.int32 and w.dtype == np.float32
 
 
-def test_sequences_need_one_more_character_than_seq_len():
-    assert len(sequences(np.arange(9), 8)[0]) == 1
-    with pytest.raises(CorpusError, match="at least 9"):
-        sequences(np.arange(8), 8)
+def test_batch_stream_reads_contiguous_streams_and_uses_every_character_once():
+    ids = np.arange(1000, dtype=np.uint16)  # id == position, so positions can be checked directly
+    stream = BatchStream(ids, batch_size=7, seq_len=10)
+    xs, ys, ws = zip(*(stream.batch(k) for k in range(len(stream))))
+    x, y, w = (np.concatenate(a, axis=0) for a in (xs, ys, ws))  # (steps * T, B): each column one stream
+    real = w.astype(bool)
+    np.testing.assert_array_equal(y[real], x[real] + 1)  # targets are the inputs shifted by one
+    used = np.sort(x[real])
+    np.testing.assert_array_equal(used, np.arange(999))  # every input character once per pass
+    for b in range(7):  # each stream is one contiguous slice, continued from batch to batch
+        column = x[real[:, b], b]
+        np.testing.assert_array_equal(np.diff(column), 1)
+    assert x[0, 1] == stream.stream_len  # stream 1 starts where stream 0's slice ends
+
+
+def test_batch_stream_refuses_a_batch_too_large_for_the_text():
+    with pytest.raises(CorpusError, match="needs at least 65"):
+        BatchStream(np.arange(50), batch_size=8, seq_len=8)
+
+
+def test_validation_part_is_the_tail_and_never_in_training_batches():
+    ids = np.arange(1000, dtype=np.uint16)
+    train, val = split(ids, 0.05)
+    assert len(val) == 50 and val[0] == 950 and len(train) + len(val) == 1000
+    stream = BatchStream(train, batch_size=4, seq_len=16)
+    seen = set()
+    for k in range(len(stream)):
+        x, y, w = stream.batch(k)
+        seen.update(x[w > 0].tolist() + y[w > 0].tolist())
+    assert seen == set(range(950))
+    assert split(ids, 0.0)[1].size == 0
 
 
 def test_decode_reports_the_offset_of_a_bad_byte():

@@ -7,50 +7,92 @@ from pytensor.tensor.special import softmax
 from charrnn import model
 from charrnn.backend import compile_function
 from charrnn.corpus import as_column
+from charrnn.model import ModelConfig
 from reference import finite_difference_grads, forward, loss, one_hot, random_params
 
 V, H, T = 4, 5, 3
+CELLS = [("rnn", "relu"), ("rnn", "tanh"), ("gru", "relu"), ("lstm", "relu")]
 
 
-@pytest.fixture
-def params():
-    return random_params(V, H)
+def graph(shared, config, batch=1):
+    """Symbolic (T, B) inputs and targets, (S, B, H) states, top outputs, probabilities, loss, finals."""
+    x, y = pt.matrix("x", dtype="int32"), pt.matrix("y", dtype="int32")
+    states = pt.tensor("states", dtype="float64", shape=(config.state_size, batch, config.hidden))
+    top, finals = model.run_layers(x, states, shared, config)
+    logits = model.output_logits(top, shared)
+    return x, y, states, top, softmax(logits, axis=-1), model.sequence_loss(logits, y), finals
 
 
-def loss_and_states_fn(shared, seq_len):
-    x = pt.tensor("x", dtype="int32", shape=(seq_len, 1))
-    y = pt.tensor("y", dtype="int32", shape=(seq_len, 1))
-    hs = model.hidden_states(x, pt.zeros((1, H), dtype="float64"), shared)
-    logits = model.output_logits(hs, shared)
-    return x, y, hs, logits, model.sequence_loss(logits, y)
+def zeros(config, batch=1):
+    return np.zeros((config.state_size, batch, config.hidden))
 
 
-def test_forward_and_loss_equal_numpy_loop(params):
-    shared = model.shared_params(params)
-    x, y, hs, logits, total = loss_and_states_fn(shared, 7)
-    fn = compile_function([x, y], [hs[:, 0], softmax(logits, axis=-1), total])
+@pytest.mark.parametrize("layers", [1, 2])
+@pytest.mark.parametrize("cell, activation", CELLS)
+def test_forward_and_loss_equal_numpy_loop(cell, activation, layers):
+    config = ModelConfig(vocab_size=V, hidden=H, cell=cell, activation=activation, layers=layers)
+    params = random_params(V, H, config=config)
+    x, y, states, top, probs, total, finals = graph(model.shared_params(params), config)
+    fn = compile_function([x, y, states], [top[:, 0], probs, total, finals[:, 0]])
     xs, ys = [0, 3, 1, 1, 2, 0, 3], [3, 1, 1, 2, 0, 3, 2]
-    got_h, got_y, got_loss = fn(as_column(xs), as_column(ys))
-    want_h, want_y = forward(params, xs)
-    np.testing.assert_allclose(got_h, want_h, rtol=1e-10, atol=1e-12)
-    np.testing.assert_allclose(got_y, want_y, rtol=1e-10, atol=1e-12)
-    assert got_loss == pytest.approx(loss(params, xs, ys), rel=1e-10)
-    assert (want_h > 0).any() and (want_h == 0).any()  # both sides of the relu are exercised
+    got_top, got_probs, got_loss, got_finals = fn(as_column(xs), as_column(ys), zeros(config))
+    want_top, want_probs, want_finals = forward(params, xs, config)
+    np.testing.assert_allclose(got_top, want_top, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(got_probs, want_probs, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(got_finals, want_finals, rtol=1e-10, atol=1e-12)
+    assert got_loss == pytest.approx(loss(params, xs, ys, config), rel=1e-10)
+    if activation == "relu" and cell == "rnn":
+        assert (want_top > 0).any() and (want_top == 0).any()  # both sides of the relu are exercised
 
 
-def test_gradients_equal_finite_differences(params):
+@pytest.mark.parametrize("layers", [1, 2])
+@pytest.mark.parametrize("cell, activation", CELLS)
+def test_gradients_equal_finite_differences(cell, activation, layers):
+    config = ModelConfig(vocab_size=V, hidden=H, cell=cell, activation=activation, layers=layers)
+    params = random_params(V, H, seed=1, config=config)
     shared = model.shared_params(params)
-    x, y, _, _, total = loss_and_states_fn(shared, T)
-    fn = compile_function([x, y], pytensor.grad(total, list(shared.values())))
+    x, y, states, _, _, total, _ = graph(shared, config)
+    fn = compile_function([x, y, states], pytensor.grad(total, list(shared.values())))
     xs, ys = [2, 0, 3], [0, 3, 1]
-    got = dict(zip(model.PARAM_NAMES, fn(as_column(xs), as_column(ys))))
-    want = finite_difference_grads(params, xs, ys)
-    for name in model.PARAM_NAMES:
-        assert np.abs(want[name]).max() > 1e-3, f"{name} gradient is trivially zero"
-        np.testing.assert_allclose(got[name], want[name], rtol=1e-6, atol=1e-8, err_msg=name)
+    got = dict(zip(shared, fn(as_column(xs), as_column(ys), zeros(config))))
+    want = finite_difference_grads(params, xs, ys, config)
+    for name in params:
+        assert np.abs(want[name]).max() > 1e-4, f"{name} gradient is trivially zero"
+        np.testing.assert_allclose(got[name], want[name], rtol=1e-5, atol=1e-7, err_msg=name)
 
 
-def test_row_lookup_equals_one_hot_matrix_product(params):
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+def test_carried_state_equals_the_concatenated_run(cell):
+    """Two chunks, the second starting from the first's final states, equal one run over both."""
+    config = ModelConfig(vocab_size=V, hidden=H, cell=cell, layers=2)
+    params = random_params(V, H, seed=2, config=config)
+    x, y, states, top, _, _, finals = graph(model.shared_params(params), config, batch=2)
+    fn = compile_function([x, states], [top, finals])
+    ids = np.array([[0, 3], [1, 1], [2, 0], [3, 3], [1, 2], [0, 1], [2, 2]], dtype=np.int32)  # (7, 2)
+    whole_top, whole_finals = fn(ids, zeros(config, 2))
+    top1, finals1 = fn(ids[:3], zeros(config, 2))
+    top2, finals2 = fn(ids[3:], finals1)
+    np.testing.assert_allclose(np.concatenate([top1, top2]), whole_top, rtol=1e-12)
+    np.testing.assert_allclose(finals2, whole_finals, rtol=1e-12)
+    np.testing.assert_allclose(whole_top[:, 1], forward(params, ids[:, 1], config)[0], rtol=1e-10)
+
+
+def test_dropout_multiplies_each_layer_output():
+    config = ModelConfig(vocab_size=V, hidden=H, cell="gru", layers=2, dropout=0.5)
+    params = random_params(V, H, seed=3, config=config)
+    shared = model.shared_params(params)
+    x = pt.matrix("x", dtype="int32")
+    keep = pt.tensor("keep", dtype="float64", shape=(2, None, 1, H))
+    top, _ = model.run_layers(x, pt.zeros((2, 1, H), dtype="float64"), shared, config, keep=keep)
+    fn = compile_function([x, keep], top[:, 0])
+    mask = (np.random.default_rng(0).random((2, 4, 1, H)) > 0.5) * 2.0  # inverted dropout, p = 0.5
+    xs = [1, 0, 2, 3]
+    np.testing.assert_allclose(fn(as_column(xs), mask), forward(params, xs, config, keep=mask[:, :, 0])[0], rtol=1e-10)
+    assert (fn(as_column(xs), mask) == 0).any()
+
+
+def test_row_lookup_equals_one_hot_matrix_product():
+    params = random_params(V, H)
     W_x, b_x = pt.matrix("W_x", dtype="float64"), pt.vector("b_x", dtype="float64")
     x = pt.matrix("x", dtype="int32")
     literal = pt.dot(pt.eye(V, dtype="float64")[x.ravel()], W_x).reshape((x.shape[0], x.shape[1], -1)) + b_x
@@ -61,10 +103,11 @@ def test_row_lookup_equals_one_hot_matrix_product(params):
     np.testing.assert_allclose(lookup, one_hot(ids, V) @ params["W_x"] + params["b_x"], rtol=1e-12)
 
 
-def test_init_matches_the_lesson():
-    cfg = model.ModelConfig(vocab_size=60, hidden=300)
+def test_rnn_init_matches_the_lesson():
+    cfg = ModelConfig(vocab_size=60, hidden=300, cell="rnn", layers=1)
     p = model.init_params(cfg, seed=1)
-    assert all(p[name].dtype == np.float32 for name in model.PARAM_NAMES)
+    assert list(p) == ["W_x", "b_x", "W_h", "b_h", "W_y", "b_y"]
+    assert all(a.dtype == np.float32 for a in p.values())
     np.testing.assert_array_equal(p["W_h"], np.eye(300))
     for name in ("b_x", "b_h", "b_y"):
         assert not p[name].any()
@@ -75,9 +118,22 @@ def test_init_matches_the_lesson():
     assert not np.array_equal(p["W_x"], model.init_params(cfg, seed=2)["W_x"])
 
 
-def test_masked_states_equal_the_unpadded_run(params):
-    shared = model.shared_params(params)
+def test_gated_init_and_names():
+    lstm = model.init_params(ModelConfig(vocab_size=10, hidden=8, cell="lstm", layers=2), seed=0)
+    assert list(lstm) == ["W_x", "b_x", "W_h", "b_h", "W_x.1", "b_x.1", "W_h.1", "b_h.1", "W_y", "b_y"]
+    assert lstm["W_x"].shape == (10, 32) and lstm["W_x.1"].shape == (8, 32) and lstm["W_h.1"].shape == (8, 32)
+    for b_x in (lstm["b_x"], lstm["b_x.1"]):  # gate order i, f, g, o: forget bias 1, the rest 0
+        np.testing.assert_array_equal(b_x, np.r_[np.zeros(8), np.ones(8), np.zeros(16)])
+    assert not lstm["b_h"].any()
+    assert np.abs(lstm["W_h"]).max() <= 1 / np.sqrt(8)
+    gru = model.init_params(ModelConfig(vocab_size=10, hidden=8, cell="gru"), seed=0)
+    assert gru["W_h"].shape == (8, 24) and not gru["b_x"].any()
+
+
+def test_masked_states_equal_the_unpadded_run():
+    config = ModelConfig(vocab_size=V, hidden=H, cell="lstm")
+    params = random_params(V, H, config=config)
     x, mask = pt.matrix("x", dtype="int32"), pt.matrix("m", dtype="float64")
-    fn = compile_function([x, mask], model.hidden_states(x, pt.zeros((1, H), dtype="float64"), shared, mask)[-1])
-    padded = fn(as_column([0, 0, 2, 1]), np.array([[0], [0], [1], [1]], dtype=np.float64))
-    np.testing.assert_allclose(padded[0], forward(params, [2, 1])[0][-1], rtol=1e-12)
+    top, _ = model.run_layers(x, pt.zeros((2, 1, H), dtype="float64"), model.shared_params(params), config, mask)
+    padded = compile_function([x, mask], top[-1])(as_column([0, 0, 2, 1]), np.array([[0], [0], [1], [1]], dtype=float))
+    np.testing.assert_allclose(padded[0], forward(params, [2, 1], config)[0][-1], rtol=1e-12)

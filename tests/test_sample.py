@@ -1,50 +1,77 @@
 import numpy as np
 import pytest
 
-from charrnn.model import shared_params
+from charrnn.model import ModelConfig, shared_params
 from charrnn.sample import Sampler
 from reference import forward, random_params
 
 V, H, CONTEXT = 5, 6, 3
+RNN = ModelConfig(vocab_size=V, hidden=H, cell="rnn", layers=1, activation="relu")
+GRU = ModelConfig(vocab_size=V, hidden=H, cell="gru", layers=2)
 
 
-@pytest.fixture(scope="module")
-def params():
-    return random_params(V, H, seed=18)  # a seed whose argmax path varies
-
-
-@pytest.fixture(scope="module")
-def sampler(params):
-    return Sampler(shared_params(params), CONTEXT)
-
-
-def numpy_next_probs(params, ids):
+def windowed_probs(params, ids):
     """Output distribution after reading the last CONTEXT ids from a zero state."""
     return forward(params, ids[-CONTEXT:])[1][-1]
 
 
-def test_temperature_zero_is_argmax_over_the_context_window(params, sampler):
-    ids = [1, 4, 0, 2]
-    got = sampler.generate(ids, 12, temperature=0)
-    for c in got:
-        assert c == np.argmax(numpy_next_probs(params, ids))
-        ids.append(int(c))
-    assert len(set(got.tolist())) > 1
+def argmax_path(params, config, seed, length, context):
+    ids = list(seed)
+    for _ in range(length):
+        probs = forward(params, ids[-context:] if context else ids, config)[1][-1]
+        ids.append(int(np.argmax(probs)))
+    return ids[len(seed):]
 
 
-def test_next_chars_equal_numpy(params, sampler):
+def varied_params(config):
+    """Random parameters whose argmax continuation is not one repeated character."""
+    for seed in range(50):
+        params = random_params(V, H, seed=seed, config=config)
+        if len(set(argmax_path(params, config, [1, 4, 0, 2], 12, CONTEXT if config is RNN else None))) > 2:
+            return params
+    raise AssertionError("no varied parameters found")
+
+
+@pytest.fixture(scope="module")
+def rnn():
+    params = varied_params(RNN)
+    return params, Sampler(shared_params(params), RNN, CONTEXT)
+
+
+@pytest.fixture(scope="module")
+def gru():
+    params = varied_params(GRU)
+    return params, Sampler(shared_params(params), GRU, context=None)
+
+
+def test_temperature_zero_is_argmax_over_the_context_window(rnn):
+    params, sampler = rnn
+    got = sampler.generate([1, 4, 0, 2], 12, temperature=0)
+    assert got.tolist() == argmax_path(params, RNN, [1, 4, 0, 2], 12, CONTEXT)
+
+
+def test_temperature_zero_with_carried_state_continues_the_whole_text(gru):
+    params, sampler = gru
+    got = sampler.generate([1, 4, 0, 2], 12, temperature=0)
+    assert got.tolist() == argmax_path(params, GRU, [1, 4, 0, 2], 12, None)
+
+
+def test_next_chars_equal_numpy(rnn, gru):
     seed = [3, 1, 4, 1, 0]
-    best, prob = sampler.next_chars(seed)
-    for i in range(len(seed)):
-        want = numpy_next_probs(params, seed[: i + 1])
-        assert best[i] == np.argmax(want)
-        assert prob[i] == pytest.approx(want.max(), rel=1e-9)
+    for (params, sampler), config in ((rnn, RNN), (gru, GRU)):
+        best, prob = sampler.next_chars(seed)
+        for i in range(len(seed)):
+            context = seed[: i + 1][-CONTEXT:] if config is RNN else seed[: i + 1]
+            want = forward(params, context, config)[1][-1]
+            assert best[i] == np.argmax(want)
+            assert prob[i] == pytest.approx(want.max(), rel=1e-9)
 
 
-def test_sampling_is_reproducible_and_seeded(sampler):
-    a = sampler.generate([1, 2], 50, temperature=1.0, rng_seed=1)
-    assert np.array_equal(a, sampler.generate([1, 2], 50, temperature=1.0, rng_seed=1))
-    assert not np.array_equal(a, sampler.generate([1, 2], 50, temperature=1.0, rng_seed=2))
+def test_sampling_is_reproducible_and_seeded(rnn, gru):
+    for _, sampler in (rnn, gru):
+        a = sampler.generate([1, 2], 50, temperature=1.0, rng_seed=1)
+        assert np.array_equal(a, sampler.generate([1, 2], 50, temperature=1.0, rng_seed=1))
+        assert not np.array_equal(a, sampler.generate([1, 2], 50, temperature=1.0, rng_seed=2))
 
 
 @pytest.mark.parametrize("temperature", [1.0, 0.5])
@@ -52,7 +79,17 @@ def test_draws_follow_the_tempered_distribution(temperature):
     p = np.array([0.05, 0.1, 0.15, 0.3, 0.4])
     flat = random_params(V, H)
     flat.update(W_y=np.zeros((H, V)), b_y=np.log(p))  # the output ignores the state
-    draws = Sampler(shared_params(flat), CONTEXT).generate([0], 20000, temperature=temperature, rng_seed=0)
+    draws = Sampler(shared_params(flat), RNN, CONTEXT).generate([0], 20000, temperature=temperature, rng_seed=0)
     want = p ** (1 / temperature) / (p ** (1 / temperature)).sum()
     freq = np.bincount(draws, minlength=V) / len(draws)
     np.testing.assert_allclose(freq, want, atol=0.015)
+
+
+def test_prediction_has_no_dropout():
+    config = ModelConfig(vocab_size=V, hidden=H, cell="gru", layers=2, dropout=0.5)
+    params = random_params(V, H, seed=5, config=config)
+    sampler = Sampler(shared_params(params), config)
+    best, prob = sampler.next_chars([1, 2, 3])
+    want = forward(params, [1, 2, 3], config)[1]  # the reference without any dropout mask
+    np.testing.assert_allclose(prob, want.max(axis=1), rtol=1e-9)
+    assert np.array_equal(sampler.generate([1], 30, 1.0, 3), sampler.generate([1], 30, 1.0, 3))
