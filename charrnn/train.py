@@ -1,5 +1,6 @@
 """Compiling the train and eval steps and running the training loop: progress, metrics,
 evaluation, samples, checkpoints and stops."""
+import hashlib
 import json
 import math
 import signal
@@ -15,7 +16,7 @@ from tqdm import tqdm
 
 from charrnn import __version__, checkpoint, model, optim
 from charrnn.backend import DEFAULT_BACKEND, compile_function
-from charrnn.corpus import BatchStream
+from charrnn.corpus import BatchStream, eval_stream
 from charrnn.sample import Sampler
 
 
@@ -35,6 +36,7 @@ class TrainConfig:
     epochs: int = 50  # passes over the training part
     max_steps: int | None = None  # stop after this many updates
     max_time: float | None = None  # stop after this many seconds of training
+    patience: int | None = None  # stop when validation has not improved for this many evaluations
     log_every: int = 100  # updates between metrics.jsonl entries
     checkpoint_every: int = 1000  # updates between checkpoints and samples
     sample_length: int = 200  # characters in each training-time sample
@@ -44,6 +46,10 @@ class TrainConfig:
 
 class TrainingDiverged(RuntimeError):
     """The loss stopped being a finite number; the last checkpoint on disk is kept."""
+
+
+class _Rewind(Exception):
+    """Internal: the divergence guard restored the last good state; the loop starts again from it."""
 
 
 class TrainingInterrupted(RuntimeError):
@@ -79,13 +85,29 @@ def compile_train_step(params, opt_state, model_cfg, train_cfg):
 
 
 def compile_eval_step(params, model_cfg, backend=DEFAULT_BACKEND):
-    """fn(x, y, w, states) -> (summed nats, final states), for batches of any shape; no dropout."""
+    """fn(x, y, w, states) -> (summed nats, correct argmax guesses, final states), any batch shape; no dropout."""
     dtype = params["W_y"].dtype
     x, y = pt.matrix("x", dtype="int32"), pt.matrix("y", dtype="int32")
     w = pt.matrix("w", dtype=dtype)
     states0 = pt.tensor("states", dtype=dtype, shape=(model_cfg.state_size, None, model_cfg.hidden))
-    total, finals = summed_nll(params, model_cfg, x, y, w, states0)
-    return compile_function([x, y, w, states0], [total, finals], backend=backend)
+    top, finals = model.run_layers(x, states0, params, model_cfg)
+    logits = model.output_logits(top, params)
+    weights = w.reshape((-1,))
+    total = (model.token_nll(logits, y) * weights).sum()
+    correct = (pt.eq(pt.argmax(logits, axis=-1), y.reshape((-1,))) * weights).sum()
+    return compile_function([x, y, w, states0], [total, correct, finals], backend=backend)
+
+
+def evaluate_stream(eval_fn, stream, model_cfg, carry_state, dtype="float32"):
+    """(summed nats, correct guesses, characters) over every target of a BatchStream."""
+    total = correct = count = 0.0
+    zeros = np.zeros((model_cfg.state_size, stream.B, model_cfg.hidden), dtype=dtype)
+    states = zeros
+    for k in range(len(stream)):
+        x, y, w = stream.batch(k)
+        nll, right, states = eval_fn(x, y, w.astype(dtype), states if carry_state else zeros)
+        total, correct, count = total + float(nll), correct + float(right), count + float(w.sum())
+    return total, correct, count
 
 
 class Trainer:
@@ -104,9 +126,32 @@ class Trainer:
         self.step = 0  # updates done
         self.epoch = 0  # full passes done
         self.position = 0  # batches done in the current pass
+        self.states = None  # (S, B, H) hidden state carried into the next batch
         self.last_loss = None  # mean nats per character over the last logging window
         self.val_loss, self.best_val_loss = None, math.inf
+        self.evals_since_best = 0  # for --patience
+        self.lr_scale = 1.0  # halved by each recovered divergence
+        self.best_window_loss, self.divergences = math.inf, 0  # the divergence guard
         self.eval_fn = None
+        self.resumed = False
+
+    def restore(self, params, extras, meta):
+        """Continue exactly where a checkpoint written by `checkpoint()` stopped: parameters,
+        optimizer state, position in the stream, carried state and random generator."""
+        for name, p in self.params.items():
+            p.set_value(params[name])
+        for name, s in self.opt_state.items():
+            s.set_value(extras[f"opt.{name}"])
+        resume = meta["resume"]
+        self.step, self.epoch, self.position = meta["step"], resume["epoch"], resume["position"]
+        self.states = extras.get("state")
+        self.dropout_rng.bit_generator.state = resume["dropout_rng"]
+        self.val_loss, self.last_loss = meta.get("val_loss"), meta.get("loss")
+        self.best_val_loss = meta.get("best_val_loss") or math.inf
+        self.evals_since_best = resume.get("evals_since_best", 0)
+        self.lr_scale = resume.get("lr_scale", 1.0)
+        self.best_window_loss = resume.get("best_window_loss") or math.inf
+        self.resumed = True
 
     def compile(self, validate=True):
         """Compile the training (and evaluation) step, saying so: a first run compiles C code."""
@@ -122,9 +167,13 @@ class Trainer:
         self.stream = BatchStream(train_ids, self.cfg.batch_size, self.cfg.seq_len)
         self.val_stream = None
         if val_ids is not None and len(val_ids) > 1 and self.eval_fn is not None:
-            batch = min(self.cfg.batch_size, len(val_ids) - 1)  # a short validation part gets fewer streams
-            self.val_stream = BatchStream(val_ids, batch, min(self.cfg.seq_len, (len(val_ids) - 1) // batch))
+            self.val_stream = eval_stream(val_ids, self.cfg.batch_size, self.cfg.seq_len)
+        self.char_counts = np.bincount(train_ids, minlength=len(self.vocab))  # for eval's unigram baseline
         self.seed_ids = train_ids[: self.cfg.seq_len]
+        self.corpus_id = corpus_fingerprint(train_ids)
+        for name in ("metrics.jsonl", "samples.txt"):  # a new run starts its logs afresh; a resumed one appends
+            if not self.resumed:
+                (self.out_dir / name).write_text("", encoding="utf-8")
         self.stop_signal = None
         previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
@@ -143,7 +192,8 @@ class Trainer:
         self.total_steps = total
         self.start_time = self.window_start = time.perf_counter()
         self.paused = 0.0  # seconds of the current window spent on evaluation, checkpoints and samples
-        with tqdm(total=total * self.cfg.seq_len * self.cfg.batch_size, unit="char", unit_scale=True,
+        per_step = self.cfg.seq_len * self.cfg.batch_size
+        with tqdm(total=total * per_step, initial=self.step * per_step, unit="char", unit_scale=True,
                   disable=self.progress, file=sys.stderr, dynamic_ncols=True, smoothing=0.05) as self.bar:
             self._loop()
             if self.val_stream is not None and self.val_loss_step != self.step:
@@ -156,46 +206,92 @@ class Trainer:
 
     def _should_stop(self):
         over_time = self.cfg.max_time is not None and time.perf_counter() - self.start_time >= self.cfg.max_time
-        return self.step >= self.total_steps or over_time or bool(self.stop_signal)
+        patience = self.cfg.patience is not None and self.evals_since_best >= self.cfg.patience
+        return self.step >= self.total_steps or over_time or patience or bool(self.stop_signal)
 
     def _loop(self):
         self.val_loss_step = None
-        window = []
+        self.window = []  # per-update losses since the last log line
+        self._snapshot()
         while self.epoch < self.cfg.epochs and not self._should_stop():
-            lr = np.asarray(self.current_lr(), dtype=self.params["W_y"].dtype)
-            states = self.zero_states(self.cfg.batch_size)  # reset at each epoch
-            for k in range(len(self.stream)):
-                if not self.cfg.carry_state:
-                    states = self.zero_states(self.cfg.batch_size)
-                loss, states = self.step_fn(*self.stream.batch(k), states, *self._dropout_keep(), lr)
-                self._after_step(float(loss), window, k)
-                if self.step % self.cfg.log_every == 0 or self._should_stop():
-                    self._log_metrics(window)
-                    window = []
-                if self.step % self.cfg.eval_every == 0 and self.val_stream is not None:
-                    self.evaluate()
-                if self.step % self.cfg.checkpoint_every == 0:
-                    self.checkpoint()
-                if self._should_stop():
-                    return
-            self.epoch, self.position = self.epoch + 1, 0
-            if self.val_stream is not None and self.val_loss_step != self.step:
-                self.evaluate()
+            try:
+                with np.errstate(all="ignore"):  # overflow shows up as a non-finite loss: the guard's job
+                    self._epoch()
+            except _Rewind:
+                continue  # back at the last good state, with a lower learning rate
 
-    def _after_step(self, loss, window, k):
+    def _epoch(self):
+        lr = np.asarray(self.current_lr(), dtype=self.params["W_y"].dtype)
+        if self.position == 0 or self.states is None:
+            self.states = self.zero_states(self.cfg.batch_size)  # reset at each epoch
+        for k in range(self.position, len(self.stream)):
+            if not self.cfg.carry_state:
+                self.states = self.zero_states(self.cfg.batch_size)
+            loss, self.states = self.step_fn(*self.stream.batch(k), self.states, *self._dropout_keep(), lr)
+            self._after_step(float(loss), k)
+            if self.step % self.cfg.log_every == 0 or self._should_stop():
+                self._check_window()
+                self._log_metrics(self.window)
+                self.window = []
+                self._snapshot()
+            if self.step % self.cfg.eval_every == 0 and self.val_stream is not None:
+                self.evaluate()
+            if self.step % self.cfg.checkpoint_every == 0:
+                self.checkpoint()
+            if self._should_stop():
+                return
+        self.epoch, self.position = self.epoch + 1, 0
+        if self.val_stream is not None and self.val_loss_step != self.step:
+            self.evaluate()
+
+    def _after_step(self, loss, k):
         if not math.isfinite(loss):
-            raise TrainingDiverged(f"the loss became {loss} at step {self.step + 1}; try a lower --lr")
-        window.append(loss)
+            self._diverge(f"the loss became {loss}")
+        self.window.append(loss)
         self.step += 1
         self.position = k + 1  # batches done in the current epoch
         self.bar.update(self.cfg.seq_len * self.cfg.batch_size)
         if self.step % 10 == 0:
             val = f", val {self.val_loss:.3f}" if self.val_loss is not None else ""
-            self.bar.set_postfix_str(f"loss {np.mean(window[-100:]):.3f}{val} nats/char", refresh=False)
+            self.bar.set_postfix_str(f"loss {np.mean(self.window[-100:]):.3f}{val} nats/char", refresh=False)
+
+    def _check_window(self):
+        """char-rnn's rule on the logging window's mean loss: more than 3x the best window diverges."""
+        mean = float(np.mean(self.window))
+        if mean > 3 * self.best_window_loss:
+            self._diverge(f"the loss {mean:.3f} is more than 3x the best {self.best_window_loss:.3f}")
+        self.best_window_loss = min(self.best_window_loss, mean)
+        self.divergences = 0
+
+    def _snapshot(self):
+        """Remember the current state as the last good one (at each log line)."""
+        self.good = {
+            "arrays": {name: v.get_value() for name, v in {**self.params, **self.opt_state}.items()},
+            "states": None if self.states is None else self.states.copy(),
+            "where": (self.step, self.epoch, self.position),
+            "rng": self.dropout_rng.bit_generator.state,
+        }
+
+    def _diverge(self, reason):
+        """Go back to the last good state with half the learning rate; abort on the third time in a row."""
+        self.divergences += 1
+        if self.divergences >= 3:
+            raise TrainingDiverged(f"{reason} at update {self.step + 1}, the third time in a row even after "
+                                   f"halving the learning rate; nothing of it was saved")
+        for name, v in {**self.params, **self.opt_state}.items():
+            v.set_value(self.good["arrays"][name])
+        self.states = None if self.good["states"] is None else self.good["states"].copy()
+        self.step, self.epoch, self.position = self.good["where"]
+        self.dropout_rng.bit_generator.state = self.good["rng"]
+        self.window, self.lr_scale = [], self.lr_scale / 2
+        self.bar.n = self.step * self.cfg.seq_len * self.cfg.batch_size
+        self.log(f"{reason}: back to update {self.step} with the learning rate halved to {self.current_lr():.3g}")
+        raise _Rewind
 
     def current_lr(self):
-        """char-rnn's schedule: lr times lr_decay for every epoch done beyond lr_decay_after - 1."""
-        return self.cfg.lr * self.cfg.lr_decay ** max(0, self.epoch - self.cfg.lr_decay_after + 1)
+        """char-rnn's schedule: lr times lr_decay for every epoch done beyond lr_decay_after - 1
+        (and halved for each divergence the guard recovered from)."""
+        return self.lr_scale * self.cfg.lr * self.cfg.lr_decay ** max(0, self.epoch - self.cfg.lr_decay_after + 1)
 
     def zero_states(self, batch_size):
         return np.zeros((self.model_cfg.state_size, batch_size, self.model_cfg.hidden), dtype=self.params["W_y"].dtype)
@@ -212,19 +308,14 @@ class Trainer:
     def evaluate(self):
         """Mean nats per character over the validation part; keeps best.npz at the lowest."""
         start = time.perf_counter()
-        total, count = 0.0, 0.0
-        states = self.zero_states(self.val_stream.B)
-        for k in range(len(self.val_stream)):
-            if not self.cfg.carry_state:
-                states = self.zero_states(self.val_stream.B)
-            x, y, w = self.val_stream.batch(k)
-            nll, states = self.eval_fn(x, y, w.astype(states.dtype), states)
-            total, count = total + float(nll), count + float(w.sum())
+        total, _, count = evaluate_stream(self.eval_fn, self.val_stream, self.model_cfg, self.cfg.carry_state,
+                                          self.params["W_y"].dtype)
         self.val_loss, self.val_loss_step = total / count, self.step
         self._write_metrics({"val_loss": round(self.val_loss, 6), "val_bpc": round(self.val_loss / math.log(2), 6)})
         note = ""
+        self.evals_since_best += 1
         if self.val_loss < self.best_val_loss:
-            self.best_val_loss = self.val_loss
+            self.best_val_loss, self.evals_since_best = self.val_loss, 0
             self._save("best.npz")
             note = " (best so far: best.npz)"
         self.log(f"step {self.step}: validation loss {self.val_loss:.4f} nats/char, "
@@ -268,8 +359,11 @@ class Trainer:
         self.paused += time.perf_counter() - start
 
     def _save(self, name):
-        params = {name: p.get_value() for name, p in self.params.items()}
-        checkpoint.save(self.out_dir / name, params, self.metadata())
+        arrays = {name: p.get_value() for name, p in self.params.items()}
+        arrays.update({f"opt.{name}": s.get_value() for name, s in self.opt_state.items()})
+        if self.states is not None:
+            arrays["state"] = self.states
+        checkpoint.save(self.out_dir / name, arrays, self.metadata())
         return self.out_dir / name
 
     def metadata(self):
@@ -282,5 +376,20 @@ class Trainer:
             "epoch": self.epochs_done(),
             "loss": self.last_loss,
             "val_loss": self.val_loss,
-            "best_val_loss": None if math.isinf(self.best_val_loss) else self.best_val_loss,
+            "best_val_loss": _finite_or_none(self.best_val_loss),
+            "char_counts": self.char_counts.tolist(),  # per id, in the training part
+            "resume": {  # what --resume needs beyond the arrays
+                "epoch": self.epoch, "position": self.position, "corpus": self.corpus_id,
+                "dropout_rng": self.dropout_rng.bit_generator.state, "evals_since_best": self.evals_since_best,
+                "lr_scale": self.lr_scale, "best_window_loss": _finite_or_none(self.best_window_loss),
+            },
         }
+
+
+def _finite_or_none(x):
+    return x if math.isfinite(x) else None
+
+
+def corpus_fingerprint(ids):
+    """Length and hash of the training ids, so --resume can tell the same corpus from another."""
+    return f"{len(ids)}:{hashlib.sha256(np.ascontiguousarray(ids).tobytes()).hexdigest()[:16]}"

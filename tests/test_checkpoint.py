@@ -29,6 +29,9 @@ def test_round_trip_without_pickle(tmp_path, params):
     with np.load(path, allow_pickle=False) as z:  # another program can read it with numpy + json alone
         assert json.loads(z["meta"].tobytes())["vocab"] == "abcd"
     assert [p.name for p in tmp_path.iterdir()] == ["latest.npz"]  # no temporary file left behind
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # an ordinary file, not mkstemp's private one
 
 
 def test_loaded_model_predicts_identically(tmp_path, params):
@@ -49,7 +52,7 @@ def test_a_version_1_checkpoint_still_loads(tmp_path):
     blob = np.frombuffer(json.dumps(v1).encode(), dtype=np.uint8)
     np.savez(tmp_path / "v1.npz", meta=blob, **params)
     loaded, meta = checkpoint.load(tmp_path / "v1.npz")
-    assert checkpoint.model_config(meta) == ModelConfig(vocab_size=4, hidden=6, cell="rnn", layers=1)
+    assert checkpoint.model_config(meta) == ModelConfig(vocab_size=4, hidden=6, cell="rnn", layers=1, dropout=0.0)
     assert list(loaded) == ["W_x", "b_x", "W_h", "b_h", "W_y", "b_y"]
 
 

@@ -1,4 +1,5 @@
 import json
+import os
 import signal
 import subprocess
 import time
@@ -8,7 +9,8 @@ from click.testing import CliRunner
 
 import charrnn
 from charrnn import checkpoint
-from charrnn.cli import cli, format_next
+from charrnn.cli import cli
+from charrnn.report import format_next
 from conftest import PATTERN
 
 
@@ -20,7 +22,7 @@ def runner():
 def test_version_and_help(runner):
     result = runner.invoke(cli, ["--version"])
     assert result.exit_code == 0 and charrnn.__version__ in result.stdout
-    for command in ([], ["train"], ["predict"]):
+    for command in ([], ["train"], ["predict"], ["eval"], ["info"], ["plot"], ["corpus"]):
         result = runner.invoke(cli, [*command, "--help"])
         assert result.exit_code == 0, command
         assert "Example" in result.stdout and "charrnn " in result.stdout, command
@@ -180,3 +182,110 @@ def test_max_time_stops_training(runner, tmp_path):
     _, meta = checkpoint.load(tmp_path / "run" / "latest.npz")
     last = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])
     assert 0 < meta["step"] < 10000 * 487 and 2.0 <= last["elapsed_s"] < 30
+
+
+def test_corpus_and_training_without_a_corpus(runner, tmp_path):
+    out = tmp_path / "plays.txt"
+    result = runner.invoke(cli, ["corpus", "shakespeare", "-o", str(out)])
+    assert result.exit_code == 0 and result.stdout == ""
+    assert out.read_text(encoding="utf-8").startswith("THESEUS:\n")
+    result = runner.invoke(cli, ["train", "--preset", "lesson6", "--hidden", "8", "--max-steps", "3",
+                                 "--out", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.stderr
+    assert "training on Shakespeare's plays" in result.stderr
+    _, meta = checkpoint.load(tmp_path / "run" / "latest.npz")
+    assert len(meta["vocab"]) == len(set(out.read_text(encoding="utf-8")))
+
+
+def test_eval_reports_model_and_unigram(runner, trained_run, tmp_path):
+    held_out = tmp_path / "held.txt"
+    held_out.write_text(PATTERN * 20 + "ZZé", encoding="utf-8")
+    ckpt = str(trained_run / "latest.npz")
+    result = runner.invoke(cli, ["eval", str(held_out), "--checkpoint", ckpt, "--json"])
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["characters"] == len(PATTERN) * 20 + 3 and report["unknown"] == 3
+    assert report["unknown_chars"] == ["Z", "é"]
+    model, unigram = report["model"], report["unigram"]
+    assert model["nats_per_char"] < 0.3 < 1.5 < unigram["nats_per_char"]
+    assert model["bits_per_char"] == pytest.approx(model["nats_per_char"] / 0.6931471805599453)
+    assert model["perplexity"] == pytest.approx(2.718281828459045 ** model["nats_per_char"])
+    assert model["accuracy"] > 0.9 > 0.3 > unigram["accuracy"]
+    text = runner.invoke(cli, ["eval", str(held_out), "--checkpoint", ckpt]).stdout
+    assert "3 outside the vocabulary" in text and text.splitlines()[2].startswith("model")
+    assert text.splitlines()[3].startswith("unigram")
+
+
+def test_eval_on_the_validation_part_matches_training(runner, tmp_path):
+    corpus = tmp_path / "c.txt"
+    corpus.write_text(PATTERN * 300)
+    run = tmp_path / "run"
+    assert runner.invoke(cli, ["train", str(corpus), "--cell", "lstm", "--hidden", "16", "--batch-size", "4",
+                               "--seq-len", "16", "--max-steps", "20", "--out", str(run)]).exit_code == 0
+    _, meta = checkpoint.load(run / "latest.npz")
+    val = tmp_path / "val.txt"
+    val.write_text((PATTERN * 300)[-int(len(PATTERN) * 300 * 0.05):])
+    report = json.loads(runner.invoke(cli, ["eval", str(val), "--checkpoint", str(run / "latest.npz"), "--json"]).stdout)
+    assert report["model"]["nats_per_char"] == pytest.approx(meta["val_loss"], rel=1e-5)
+
+
+def test_info(runner, trained_run):
+    ckpt = str(trained_run / "latest.npz")
+    result = runner.invoke(cli, ["info", ckpt, "--json"])
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["model"]["cell"] == "rnn" and report["vocab_size"] == len(set(PATTERN))
+    assert report["parameters"] == 9 * 64 + 64 + 64 * 64 + 64 + 64 * 9 + 9
+    assert report["step"] == 1500 and report["version"] == checkpoint.VERSION
+    text = runner.invoke(cli, ["info", ckpt]).stdout
+    assert "rnn (relu), 1 layer(s) of 64" in text and "1,500 updates" in text and "5,385" in text
+
+
+def test_plot_writes_a_png(runner, tmp_path):
+    corpus = tmp_path / "c.txt"
+    corpus.write_text(PATTERN * 300)
+    run = tmp_path / "run"
+    assert runner.invoke(cli, ["train", str(corpus), "--hidden", "16", "--batch-size", "4", "--seq-len", "16",
+                               "--max-steps", "30", "--eval-every", "10", "--log-every", "5", "--out", str(run)]).exit_code == 0
+    result = runner.invoke(cli, ["plot", str(run), "-o", str(tmp_path / "loss.png")])
+    assert result.exit_code == 0, result.stderr
+    assert "best checkpoint:" in result.stderr and "best.npz" in result.stderr
+    png = (tmp_path / "loss.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and png[12:16] == b"IHDR"
+    width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+    assert (width, height) == (800, 500) and len(png) > 10_000
+    result = runner.invoke(cli, ["plot", str(tmp_path), "-o", str(tmp_path / "x.png")])
+    assert result.exit_code == 1 and "no metrics.jsonl" in result.stderr
+
+
+def test_options_from_the_environment(runner, trained_run):
+    result = runner.invoke(cli, ["predict", "--seed", "hel", "--temperature", "0"],
+                           env={"CHARRNN_CHECKPOINT": str(trained_run / "latest.npz"), "CHARRNN_LENGTH": "7"})
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == "lo worl"
+
+
+def test_shell_completion(charrnn_cmd):
+    script = subprocess.run(charrnn_cmd, env={**os.environ, "_CHARRNN_COMPLETE": "bash_source"},
+                            capture_output=True, text=True)
+    assert script.returncode == 0 and "complete" in script.stdout and "_CHARRNN_COMPLETE" in script.stdout
+    words = subprocess.run(charrnn_cmd, env={**os.environ, "_CHARRNN_COMPLETE": "bash_complete",
+                                              "COMP_WORDS": "charrnn pre", "COMP_CWORD": "1"},
+                           capture_output=True, text=True)
+    assert words.stdout.split() == ["plain,predict"]
+
+
+def test_each_line_writes_one_line_per_seed(runner, trained_run):
+    result = runner.invoke(cli, ["predict", "--seed", "-", "--each-line", "--length", "12", "--temperature", "0",
+                                 "--checkpoint", str(trained_run / "latest.npz")], input="hello\nworld! \n\nhel\n")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.split("\n") == [" world! hell", "hello world!", "", "lo world! he", ""]
+    result = runner.invoke(cli, ["predict", "--seed", "x", "--each-line", "--checkpoint", str(trained_run / "latest.npz")])
+    assert result.exit_code == 2 and "--seed -" in result.stderr
+
+
+def test_predict_streams_and_stops_quietly_in_a_pipe(trained_run, charrnn_cmd):
+    cmd = " ".join(f"'{c}'" for c in charrnn_cmd)
+    done = subprocess.run(f"{cmd} predict --seed hello --length 1000000 --checkpoint '{trained_run}/latest.npz' "
+                          f"| head -c 10", shell=True, capture_output=True, text=True, timeout=120)
+    assert done.stdout == " world! he" and done.stderr == ""

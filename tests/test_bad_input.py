@@ -1,0 +1,112 @@
+"""Bad input gets one line on stderr, exit code 1 (runtime) or 2 (usage), no traceback, and leaves
+what was saved untouched."""
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from charrnn import checkpoint
+from charrnn.cli import cli
+from conftest import PATTERN
+
+
+def run(*args, input=None):
+    result = CliRunner().invoke(cli, list(args), input=input)
+    assert "Traceback" not in result.stderr and result.exception is None or isinstance(result.exception, SystemExit)
+    return result
+
+
+def one_error_line(result):
+    lines = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+@pytest.fixture
+def saved(tmp_path):
+    """A trained run whose files must survive every bad command pointed at it."""
+    (tmp_path / "c.txt").write_text(PATTERN * 40)
+    assert run("train", str(tmp_path / "c.txt"), "--preset", "lesson6", "--hidden", "8", "--max-steps", "5",
+               "--out", str(tmp_path / "run"), "--quiet").exit_code == 0
+    files = {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir()}
+    yield tmp_path / "run"
+    assert {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir()} == files
+
+
+def test_unreadable_corpus(saved):
+    result = run("train", "/proc/self/mem", "--out", str(saved))  # reading it fails with EIO, even for root
+    assert result.exit_code == 1 and "cannot read /proc/self/mem" in one_error_line(result)
+
+
+def test_bad_corpora(saved, tmp_path):
+    (tmp_path / "bom.txt").write_bytes(b"\xef\xbb\xbf" + b"ab\r\n" * 100)
+    (tmp_path / "binary.txt").write_bytes(b"abc\x00def" * 100)
+    (tmp_path / "latin.txt").write_bytes("café ".encode("latin-1") * 100)
+    cases = [
+        (["binary.txt"], 1, "NUL character at offset 3"),
+        (["latin.txt"], 1, "byte 0xe9 at offset 3 is not valid utf-8"),
+    ]
+    for args, code, message in cases:
+        result = run("train", str(tmp_path / args[0]), *args[1:], "--out", str(saved))
+        assert result.exit_code == code and message in one_error_line(result), result.stderr
+    ok = run("train", str(tmp_path / "latin.txt"), "--encoding", "latin-1", "--preset", "lesson6", "--hidden", "4",
+             "--max-steps", "2", "--out", str(tmp_path / "latin"), "--quiet")
+    assert ok.exit_code == 0 and "é" in checkpoint.load(tmp_path / "latin" / "latest.npz")[1]["vocab"]
+    ok = run("train", str(tmp_path / "bom.txt"), "--preset", "lesson6", "--hidden", "4", "--max-steps", "2",
+             "--out", str(tmp_path / "bom"), "--quiet")
+    assert ok.exit_code == 0 and checkpoint.load(tmp_path / "bom" / "latest.npz")[1]["vocab"] == "\n\rab"
+
+
+def test_huge_and_single_character_vocabularies(tmp_path):
+    many = "".join(chr(0x10000 + i) for i in range(70_000))  # beyond 65,535 distinct characters
+    (tmp_path / "many.txt").write_text(many + many[:100], encoding="utf-8")
+    result = run("train", str(tmp_path / "many.txt"), "--preset", "lesson6", "--hidden", "4", "--max-steps", "2",
+                 "--out", str(tmp_path / "many"), "--quiet")
+    assert result.exit_code == 0, result.stderr
+    _, meta = checkpoint.load(tmp_path / "many" / "latest.npz")
+    assert len(meta["vocab"]) == 70_000
+    (tmp_path / "one.txt").write_text("a" * 100)
+    result = run("train", str(tmp_path / "one.txt"), "--preset", "lesson6", "--hidden", "4", "--out",
+                 str(tmp_path / "one"), "--quiet")
+    assert result.exit_code == 0, result.stderr
+    out = run("predict", "--seed", "aa", "--length", "5", "--checkpoint", str(tmp_path / "one" / "latest.npz"))
+    assert out.stdout == "aaaaa"
+
+
+def test_bad_checkpoints(saved, tmp_path):
+    good = (saved / "latest.npz").read_bytes()
+    (tmp_path / "truncated.npz").write_bytes(good[: len(good) // 2])
+    (tmp_path / "flipped.npz").write_bytes(good[:200] + bytes(b ^ 0xFF for b in good[200:400]) + good[400:])
+    np.savez(tmp_path / "objects.npz", meta=np.array([{"a": 1}], dtype=object))
+    params, meta = checkpoint.load(saved / "latest.npz")
+    np.savez(tmp_path / "newer.npz", meta=np.frombuffer(json.dumps({**meta, "version": 99}).encode(), np.uint8), **params)
+    cases = {"truncated.npz": "not a readable charrnn checkpoint", "flipped.npz": "charrnn checkpoint",
+             "objects.npz": "not a readable charrnn checkpoint", "newer.npz": "format version 99",
+             "missing.npz": "no checkpoint at"}
+    for name, message in cases.items():
+        for command in (["predict", "--seed", "hello"], ["eval", str(tmp_path / "c.txt")], ["info"]):
+            args = [*command, str(tmp_path / name)] if command == ["info"] else [*command, "--checkpoint", str(tmp_path / name)]
+            result = run(*args)
+            assert result.exit_code == 1 and message in one_error_line(result), (name, command, result.stderr)
+
+
+def test_unwritable_output_directory(tmp_path):
+    (tmp_path / "c.txt").write_text(PATTERN * 40)
+    result = run("train", str(tmp_path / "c.txt"), "--preset", "lesson6", "--out", "/proc/charrnn-run")
+    assert result.exit_code == 1 and "cannot create output directory /proc/charrnn-run" in one_error_line(result)
+
+
+def test_numbers_out_of_range(saved, tmp_path):
+    ckpt = str(saved / "latest.npz")
+    train_cases = [["--hidden", "-3"], ["--layers", "0"], ["--seq-len", "-1"], ["--batch-size", "0"],
+                   ["--lr", "0"], ["--dropout", "-0.1"], ["--dropout", "1.0"], ["--val-frac", "1"],
+                   ["--clip", "-1"], ["--epochs", "0"], ["--max-time", "-5m"]]
+    for args in train_cases:
+        result = run("train", str(tmp_path / "c.txt"), *args, "--out", str(saved))
+        assert result.exit_code == 2 and args[0] in one_error_line(result), (args, result.stderr)
+    for args in (["--length", "0"], ["--length", "-5"], ["--temperature", "-0.5"]):
+        result = run("predict", "--seed", "hello", "--checkpoint", ckpt, *args)
+        assert result.exit_code == 2 and args[0] in one_error_line(result), (args, result.stderr)
+    result = run("train", str(tmp_path / "c.txt"), "--batch-size", "600", "--seq-len", "1", "--out", str(saved))
+    assert result.exit_code == 2 and "needs at least 601" in one_error_line(result)

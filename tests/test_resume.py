@@ -1,0 +1,141 @@
+"""Exact resume, the divergence guard and the stops, through real training runs."""
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from charrnn import checkpoint
+from charrnn.cli import cli
+from conftest import PATTERN
+
+SMALL = ["--cell", "gru", "--layers", "2", "--hidden", "16", "--batch-size", "4", "--seq-len", "8",
+         "--dropout", "0.2", "--log-every", "1", "--eval-every", "7", "--checkpoint-every", "1000",
+         "--sample-length", "5", "--quiet"]
+
+
+def train(tmp_path, out, *args):
+    result = CliRunner().invoke(cli, ["train", str(tmp_path / "c.txt"), *SMALL, "--out", str(tmp_path / out), *args])
+    assert result.exit_code == 0, result.stderr
+    return result
+
+
+def losses(run_dir):
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return {r["step"]: r["loss"] for r in records if "loss" in r}
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "momentum"])
+def test_resume_continues_exactly(tmp_path, optimizer):
+    (tmp_path / "c.txt").write_text(PATTERN * 40)  # 520 characters: 16 batches of 4 x 8 per epoch
+    train(tmp_path, "whole", "--optimizer", optimizer, "--max-steps", "40")
+    train(tmp_path, "split", "--optimizer", optimizer, "--max-steps", "23")  # stops mid-epoch
+    train(tmp_path, "split", "--resume", str(tmp_path / "split" / "latest.npz"), "--max-steps", "40")
+    whole, split = losses(tmp_path / "whole"), losses(tmp_path / "split")
+    assert sorted(split) == list(range(1, 41))  # the resumed run appended to the same metrics.jsonl
+    np.testing.assert_allclose([split[s] for s in range(1, 41)], [whole[s] for s in range(1, 41)], rtol=1e-6)
+    a, meta_a = checkpoint.load(tmp_path / "whole" / "latest.npz")
+    b, meta_b = checkpoint.load(tmp_path / "split" / "latest.npz")
+    for name in a:
+        np.testing.assert_allclose(b[name], a[name], rtol=1e-6, atol=1e-7, err_msg=name)
+    assert meta_b["step"] == 40 and meta_b["epoch"] == pytest.approx(meta_a["epoch"])
+
+
+def test_resume_refuses_another_corpus_or_fixed_options(tmp_path):
+    (tmp_path / "c.txt").write_text(PATTERN * 40)
+    train(tmp_path, "run", "--max-steps", "5")
+    ckpt = str(tmp_path / "run" / "latest.npz")
+    runner = CliRunner()
+    (tmp_path / "other.txt").write_text(PATTERN * 41)
+    (tmp_path / "new-chars.txt").write_text(PATTERN * 40 + "XYZ")
+    cases = [
+        ([str(tmp_path / "other.txt"), "--resume", ckpt], 1, "not the corpus"),
+        ([str(tmp_path / "new-chars.txt"), "--resume", ckpt], 1, "vocabulary lacks 'X' 'Y' 'Z'"),
+        ([str(tmp_path / "c.txt"), "--resume", ckpt, "--hidden", "32"], 2, "--hidden cannot change on --resume"),
+        ([str(tmp_path / "c.txt"), "--resume", ckpt, "--preset", "lesson6"], 2, "--preset cannot be combined"),
+        ([str(tmp_path / "c.txt"), "--resume", str(tmp_path / "none.npz")], 1, "no checkpoint at"),
+    ]
+    before = (tmp_path / "run" / "latest.npz").read_bytes()
+    for args, code, message in cases:
+        result = runner.invoke(cli, ["train", *args])
+        assert result.exit_code == code and message in result.stderr, (args, result.stderr)
+    assert (tmp_path / "run" / "latest.npz").read_bytes() == before  # nothing saved was touched
+    result = runner.invoke(cli, ["train", str(tmp_path / "c.txt"), "--resume", ckpt, "--max-steps", "8",
+                                 "--lr", "0.001", "--quiet"])  # lr may change
+    assert result.exit_code == 0, result.stderr
+    _, meta = checkpoint.load(ckpt)
+    assert meta["step"] == 8 and meta["train"]["lr"] == 0.001
+
+
+def test_divergence_guard_halves_the_lr_and_aborts_after_three(tmp_path):
+    (tmp_path / "c.txt").write_text(PATTERN * 40)
+    result = CliRunner().invoke(cli, ["train", str(tmp_path / "c.txt"), "--preset", "lesson6", "--hidden", "16",
+                                      "--lr", "1e6", "--epochs", "5", "--log-every", "2", "--checkpoint-every", "1000",
+                                      "--out", str(tmp_path / "run")])
+    assert result.exit_code == 1, result.stderr
+    halvings = [line for line in result.stderr.splitlines() if "learning rate halved" in line]
+    assert len(halvings) == 2 and "5e+05" in halvings[0] and "2.5e+05" in halvings[1]
+    assert "the third time in a row" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "run" / "latest.npz").exists()  # nothing diverged was written
+
+
+def test_patience_stops_when_validation_stops_improving(tmp_path):
+    (tmp_path / "c.txt").write_text(PATTERN * 40)
+    train(tmp_path, "run", "--lr", "1e-9", "--optimizer", "sgd", "--patience", "2", "--eval-every", "1",
+          "--epochs", "100")
+    _, meta = checkpoint.load(tmp_path / "run" / "latest.npz")
+    assert meta["step"] < 10  # an lr of 1e-9 cannot improve; two evaluations without improvement stop it
+
+
+def test_kill_9_leaves_loadable_checkpoints(tmp_path, charrnn_cmd):
+    import os
+    import signal
+    import subprocess
+    import time
+
+    (tmp_path / "c.txt").write_text(PATTERN * 300)
+    out = tmp_path / "run"
+    proc = subprocess.Popen([*charrnn_cmd, "train", str(tmp_path / "c.txt"), "--preset", "lesson6", "--hidden", "32",
+                             "--epochs", "1000", "--val-frac", "0.1", "--eval-every", "3", "--checkpoint-every", "3",
+                             "--sample-length", "2", "--out", str(out), "--quiet"])
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (out / "best.npz").exists():
+        time.sleep(0.05)
+    time.sleep(1.0)  # well into a stream of checkpoint writes, every 3 updates
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    for name in ("latest.npz", "best.npz"):
+        params, meta = checkpoint.load(out / name)
+        assert meta["step"] > 0 and all(np.isfinite(a).all() for a in params.values())
+
+
+@pytest.fixture
+def tiny_filesystem(tmp_path):
+    """A real 8 MB tmpfs, unmounted afterwards (needs root, as on the development and CI machines)."""
+    import subprocess
+
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    yield mount
+    subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_a_full_disk_keeps_the_previous_checkpoint(tmp_path, tiny_filesystem):
+    import os
+
+    (tmp_path / "c.txt").write_text(PATTERN * 40)
+    run = tiny_filesystem / "run"
+    train(tmp_path, run, "--max-steps", "3")
+    before = (run / "latest.npz").read_bytes()
+    stat = os.statvfs(tiny_filesystem)
+    free = stat.f_bavail * stat.f_frsize
+    with open(tiny_filesystem / "filler", "wb") as f:  # leave room for logs, not for another checkpoint
+        f.write(b"\0" * (free - len(before) // 2))
+    result = CliRunner().invoke(cli, ["train", str(tmp_path / "c.txt"), *SMALL, "--max-steps", "3", "--out", str(run)])
+    assert result.exit_code == 1, result.stderr
+    assert "cannot write in" in result.stderr and "No space left on device" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert (run / "latest.npz").read_bytes() == before
+    assert sorted(p.name for p in run.iterdir()) == ["best.npz", "latest.npz", "metrics.jsonl", "samples.txt"]
