@@ -17,28 +17,32 @@ from pathlib import Path
 import numpy as np
 
 from charrnn.backend import BACKENDS
-from charrnn.corpus import Vocab, as_column, read_text, sequences
-from charrnn.model import ModelConfig, init_params, shared_params
-from charrnn.train import TrainConfig, compile_train_step
+from charrnn.corpus import BatchStream, Vocab, read_text
+from charrnn.model import init_params, shared_params
+from charrnn.presets import build_configs
+from charrnn.train import compile_train_step
 
 DEFAULT_CORPUS = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare.txt"
 
 
-def prepare(backend, ids, vocab, cfg):
-    params = shared_params(init_params(ModelConfig(vocab_size=len(vocab)), seed=0))
+def prepare(backend, ids, vocab):
+    model_cfg, cfg = build_configs(len(vocab), "lesson6", backend=backend)
+    params = shared_params(init_params(model_cfg, seed=0))
     start = time.perf_counter()
-    step = compile_train_step(params, cfg.seq_len, backend)
-    inputs, targets = sequences(ids, cfg.seq_len)
+    step = compile_train_step(params, {}, model_cfg, cfg)
+    stream = BatchStream(ids, cfg.batch_size, cfg.seq_len)
     lr = np.asarray(cfg.lr, dtype=np.float32)
-    step(as_column(inputs[0]), as_column(targets[0]), lr)
-    return step, inputs, targets, lr, time.perf_counter() - start
+    states = np.zeros((model_cfg.state_size, 1, model_cfg.hidden), dtype=np.float32)
+    step(*stream.batch(0), states, lr)
+    return (step, stream, states, lr), time.perf_counter() - start
 
 
-def timed_round(step, inputs, targets, lr, offset, n):
+def timed_round(run, offset, n):
+    step, stream, states, lr = run
     start = time.perf_counter()
-    for i in range(offset, offset + n):
-        step(as_column(inputs[i]), as_column(targets[i]), lr)
-    return n * inputs.shape[1] / (time.perf_counter() - start)
+    for k in range(offset, offset + n):
+        step(*stream.batch(k), states, lr)  # the lesson: every sequence from a zero state
+    return n * stream.T / (time.perf_counter() - start)
 
 
 def main():
@@ -49,18 +53,18 @@ def main():
     args = parser.parse_args()
     text = read_text(args.corpus)
     vocab = Vocab.from_text(text)
-    ids, cfg = vocab.encode(text), TrainConfig()
-    runs = {name: prepare(name, ids, vocab, cfg) for name in BACKENDS}
+    ids = vocab.encode(text)
+    runs = {name: prepare(name, ids, vocab) for name in BACKENDS}
     rates = {name: [] for name in BACKENDS}
     for r in range(args.rounds):
-        for name, (step, inputs, targets, lr, _) in runs.items():
-            rates[name].append(timed_round(step, inputs, targets, lr, 1 + r * args.steps, args.steps))
+        for name, (run, _) in runs.items():
+            rates[name].append(timed_round(run, 1 + r * args.steps, args.steps))
     ref = statistics.median(rates["c"])
     print(f"lesson-6 configuration: hidden 256, seq-len 8, batch 1, float32; {args.rounds} rounds of {args.steps} updates")
     print(f"{'backend':8} {'chars/s (median)':>17} {'x c':>6} {'first step s':>13}")
     for name, values in rates.items():
         med = statistics.median(values)
-        print(f"{name:8} {med:17,.0f} {med / ref:6.2f} {runs[name][4]:13.1f}")
+        print(f"{name:8} {med:17,.0f} {med / ref:6.2f} {runs[name][1]:13.1f}")
 
 
 if __name__ == "__main__":

@@ -135,8 +135,3 @@ def eval_stream(ids, batch_size, seq_len):
     """A BatchStream for scoring `ids`: as in training, with fewer or shorter streams for short text."""
     batch = min(batch_size, len(ids) - 1)
     return BatchStream(ids, batch, min(seq_len, (len(ids) - 1) // batch))
-
-
-def as_column(ids):
-    """(N,) ids -> a contiguous (N, 1) int32 array: one sequence as a batch of one, as the graphs take it."""
-    return np.ascontiguousarray(ids, dtype=np.int32).reshape(-1, 1)

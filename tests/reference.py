@@ -4,6 +4,11 @@ import numpy as np
 from charrnn.model import ModelConfig, layer_names, param_shapes
 
 
+def as_column(ids):
+    """(N,) ids -> a contiguous (N, 1) int32 array: one sequence as a batch of one."""
+    return np.ascontiguousarray(ids, dtype=np.int32).reshape(-1, 1)
+
+
 def one_hot(ids, V):
     return np.eye(V)[np.asarray(ids)]
 

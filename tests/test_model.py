@@ -6,9 +6,8 @@ from pytensor.tensor.special import softmax
 
 from charrnn import model
 from charrnn.backend import compile_function
-from charrnn.corpus import as_column
 from charrnn.model import ModelConfig
-from reference import finite_difference_grads, forward, loss, one_hot, random_params
+from reference import as_column, finite_difference_grads, forward, loss, one_hot, random_params
 
 V, H, T = 4, 5, 3
 CELLS = [("rnn", "relu"), ("rnn", "tanh"), ("gru", "relu"), ("lstm", "relu")]

@@ -1,5 +1,9 @@
 """Exact resume, the divergence guard and the stops, through real training runs."""
 import json
+import os
+import signal
+import subprocess
+import time
 
 import numpy as np
 import pytest
@@ -88,11 +92,6 @@ def test_patience_stops_when_validation_stops_improving(tmp_path):
 
 
 def test_kill_9_leaves_loadable_checkpoints(tmp_path, charrnn_cmd):
-    import os
-    import signal
-    import subprocess
-    import time
-
     (tmp_path / "c.txt").write_text(PATTERN * 300)
     out = tmp_path / "run"
     proc = subprocess.Popen([*charrnn_cmd, "train", str(tmp_path / "c.txt"), "--preset", "lesson6", "--hidden", "32",
@@ -112,8 +111,6 @@ def test_kill_9_leaves_loadable_checkpoints(tmp_path, charrnn_cmd):
 @pytest.fixture
 def tiny_filesystem(tmp_path):
     """A real 8 MB tmpfs, unmounted afterwards (needs root, as on the development and CI machines)."""
-    import subprocess
-
     mount = tmp_path / "tiny"
     mount.mkdir()
     if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount)], capture_output=True).returncode:
@@ -123,8 +120,6 @@ def tiny_filesystem(tmp_path):
 
 
 def test_a_full_disk_keeps_the_previous_checkpoint(tmp_path, tiny_filesystem):
-    import os
-
     (tmp_path / "c.txt").write_text(PATTERN * 40)
     run = tiny_filesystem / "run"
     train(tmp_path, run, "--max-steps", "3")

@@ -7,11 +7,11 @@ import pytest
 
 from charrnn import checkpoint, model, optim
 from charrnn.backend import compile_function
-from charrnn.corpus import Vocab, as_column, split
+from charrnn.corpus import BatchStream, Vocab, split
 from charrnn.presets import build_configs
 from charrnn.train import Trainer, compile_eval_step, compile_train_step
 from conftest import PATTERN
-from reference import finite_difference_grads, loss, random_params
+from reference import as_column, finite_difference_grads, loss, random_params
 
 
 def test_one_sgd_step_equals_the_manual_update():
@@ -124,8 +124,6 @@ def test_dropout_is_active_in_training_only(tmp_path):
     assert keep.shape == (2, 8, 2, 16) and set(np.unique(keep)) == {0.0, 2.0}
     assert 0.35 < (keep == 0).mean() < 0.65
     step = compile_train_step(trainer.params, trainer.opt_state, model_cfg, cfg)
-    from charrnn.corpus import BatchStream
-
     batch = BatchStream(vocab.encode(text), 2, 8).batch(0)
     states, zero_lr = trainer.zero_states(2), np.asarray(0, dtype=np.float32)
     losses = {float(step(*batch, states, trainer._dropout_keep()[0], zero_lr)[0]) for _ in range(3)}
