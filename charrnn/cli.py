@@ -4,6 +4,7 @@ The only module that talks to the terminal. Data goes to stdout; progress, logs 
 """
 import json
 import sys
+import tempfile
 from dataclasses import asdict, fields, replace
 from functools import partial
 from pathlib import Path
@@ -227,10 +228,15 @@ def _check_sizes(n_train, n_val, cfg):
 
 
 def _make_out_dir(out):
+    """Create OUT if needed and make sure files can be written there, before any compiling."""
     try:
         Path(out).mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise click.ClickException(f"cannot create output directory {out}: {e.strerror or e}") from None
+    try:
+        tempfile.TemporaryFile(dir=out).close()
+    except OSError as e:
+        raise click.ClickException(f"cannot write in {out}: {e.strerror or e}") from None
     return Path(out)
 
 

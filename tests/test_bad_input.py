@@ -1,6 +1,7 @@
 """Bad input gets one line on stderr, exit code 1 (runtime) or 2 (usage), no traceback, and leaves
 what was saved untouched."""
 import json
+import subprocess
 
 import numpy as np
 import pytest
@@ -110,3 +111,22 @@ def test_numbers_out_of_range(saved, tmp_path):
         assert result.exit_code == 2 and args[0] in one_error_line(result), (args, result.stderr)
     result = run("train", str(tmp_path / "c.txt"), "--batch-size", "600", "--seq-len", "1", "--out", str(saved))
     assert result.exit_code == 2 and "needs at least 601" in one_error_line(result)
+
+
+def test_read_only_output_directory(tmp_path, saved):
+    mount = tmp_path / "readonly"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(mount)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        result = run("train", str(tmp_path / "c.txt"), "--preset", "lesson6", "--out", str(mount))
+        assert result.exit_code == 1 and f"cannot write in {mount}: Read-only file system" in one_error_line(result)
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_empty_file(tmp_path):
+    (tmp_path / "zero.txt").write_bytes(b"")
+    result = run("train", str(tmp_path / "zero.txt"), "--out", str(tmp_path / "run"))
+    assert result.exit_code == 1 and "is empty" in one_error_line(result)
+    assert not (tmp_path / "run").exists() or not any((tmp_path / "run").iterdir())
