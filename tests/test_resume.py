@@ -134,3 +134,14 @@ def test_a_full_disk_keeps_the_previous_checkpoint(tmp_path, tiny_filesystem):
     assert "Traceback" not in result.stderr
     assert (run / "latest.npz").read_bytes() == before
     assert sorted(p.name for p in run.iterdir()) == ["best.npz", "latest.npz", "metrics.jsonl", "samples.txt"]
+
+
+def test_divergence_guard_applies_char_rnns_3x_rule(tmp_path):
+    """A loss that jumps to more than 3x the best window's counts as divergence too: here the text
+    turns from one repeated character to a varied one, which no learning rate can follow."""
+    (tmp_path / "c.txt").write_text("a" * 4000 + (PATTERN * 40))
+    result = CliRunner().invoke(cli, ["train", str(tmp_path / "c.txt"), "--preset", "lesson6", "--hidden", "16",
+                                      "--log-every", "10", "--checkpoint-every", "100000", "--out", str(tmp_path / "run")])
+    assert result.exit_code == 1, result.stderr
+    lines = [line for line in result.stderr.splitlines() if "more than 3x the best" in line]
+    assert len(lines) == 3 and "learning rate halved to 0.005" in lines[0] and "the third time in a row" in lines[2]
