@@ -158,8 +158,9 @@ def train(corpus, encoding, preset, resume, out, quiet, **options):
     except OSError as e:  # a full disk or a lost directory: the previous checkpoint is intact
         raise click.ClickException(f"cannot write in {out_dir}: {e.strerror or e} (the last complete checkpoint "
                                    f"there is kept)") from None
+    loss = f", loss {trainer.last_loss:.4f} nats/char" if trainer.last_loss is not None else ""
     best = f", best validation loss {trainer.best_val_loss:.4f}" if trainer.val_loss is not None else ""
-    log(f"done: {trainer.step} updates, loss {trainer.last_loss:.4f} nats/char{best}; checkpoint {path}")
+    log(f"done: {trainer.step} updates{loss}{best}; checkpoint {path}")
 
 
 def _corpus_text(corpus, encoding, log):
