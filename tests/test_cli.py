@@ -147,7 +147,8 @@ def test_a_signal_stops_training_with_a_checkpoint(tmp_path, charrnn_cmd, sig, c
     proc = subprocess.Popen([*charrnn_cmd, "train", str(corpus), "--preset", "lesson6", "--hidden", "32", "--epochs", "1000",
                              "--log-every", "50", "--out", str(out)], stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
-    while not (out / "metrics.jsonl").exists() and time.monotonic() < deadline and proc.poll() is None:
+    metrics = out / "metrics.jsonl"  # its first line is written at update 50
+    while not (metrics.exists() and metrics.stat().st_size) and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.1)
     proc.send_signal(sig)
     _, stderr = proc.communicate(timeout=120)
