@@ -69,9 +69,3 @@ def _adam(state, pname, g, t, out):
     m_hat = m_new / (1 - b1**t)
     v_hat = v_new / (1 - b2**t)
     return (m_hat / (pt.sqrt(v_hat) + EPS)).astype(g.dtype)
-
-
-def sgd(params, loss, lr):
-    """Plain SGD, w <- w - lr·dloss/dw, with gradients from pytensor.grad."""
-    grads = dict(zip(params, pytensor.grad(loss, list(params.values())), strict=True))
-    return updates("sgd", params, grads, {}, lr)

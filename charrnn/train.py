@@ -153,12 +153,12 @@ class Trainer:
         self.best_window_loss = resume.get("best_window_loss") or math.inf
         self.resumed = True
 
-    def compile(self, validate=True):
+    def compile(self):
         """Compile the training (and evaluation) step, saying so: a first run compiles C code."""
         self.log(f"compiling the training step with the {self.cfg.backend} backend (cached after the first run)...")
         start = time.perf_counter()
         self.step_fn = compile_train_step(self.params, self.opt_state, self.model_cfg, self.cfg)
-        if validate and self.cfg.val_frac > 0:
+        if self.cfg.val_frac > 0:
             self.eval_fn = compile_eval_step(self.params, self.model_cfg, self.cfg.backend)
         self.log(f"compiled in {time.perf_counter() - start:.1f} s")
 

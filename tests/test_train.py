@@ -37,7 +37,8 @@ def foundation_updates(params, ids, seq_len, lr):
     hs = pytensor.scan(model.rnn_step, sequences=[model.input_projection(x, shared["W_x"], shared["b_x"])],
                        outputs_info=[h0], non_sequences=[shared["W_h"], shared["b_h"]], return_updates=False)
     total = model.sequence_loss(model.output_logits(hs, shared), y)
-    step = compile_function([x, y], total, updates=optim.sgd(shared, total, np.float32(lr)))
+    grads = dict(zip(shared, pytensor.grad(total, list(shared.values()))))
+    step = compile_function([x, y], total, updates=optim.updates("sgd", shared, grads, {}, np.float32(lr)))
     losses = [float(step(as_column(ids[i : i + seq_len]), as_column(ids[i + 1 : i + seq_len + 1])))
               for i in range(0, len(ids) - seq_len, seq_len)]
     return losses, {name: p.get_value() for name, p in shared.items()}
