@@ -293,7 +293,7 @@ def predict(seed, checkpoint_path, length, temperature, rng_seed, show_next, unk
 
 def _first_line(sampler, vocab, seed, length, temperature, rng_seed, unknown):
     """The continuation of one seed line, up to `length` characters or its first newline."""
-    if not seed or (unknown == "skip" and not set(seed) - set(vocab.missing(seed))):
+    if not (vocab.known(seed) if unknown == "skip" else seed):
         return ""  # nothing to continue from
     text = ""
     for piece in sampler.stream(_encode_seed(vocab, seed, unknown), length, temperature, rng_seed):
@@ -321,7 +321,7 @@ def _default_checkpoint():
 def _encode_seed(vocab, seed, unknown):
     missing = vocab.missing(seed)
     if missing and unknown == "skip":
-        seed = "".join(c for c in seed if c not in set(missing))
+        seed = vocab.known(seed)
     elif missing:
         shown = " ".join(repr(c) for c in missing)
         raise click.BadParameter(f"characters not in the checkpoint's vocabulary: {shown} "
@@ -357,7 +357,7 @@ def eval_command(file, checkpoint_path, encoding, as_json, backend, quiet):
     except CorpusError as e:
         raise click.ClickException(str(e)) from None
     unknown = vocab.missing(text)
-    known = "".join(c for c in text if c not in set(unknown)) if unknown else text
+    known = vocab.known(text)
     if len(known) < 2:
         raise click.ClickException(f"{file} has {len(known)} characters in the checkpoint's vocabulary; need 2")
     ids = vocab.encode(known)

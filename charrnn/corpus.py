@@ -73,6 +73,11 @@ class Vocab:
         """The characters of `text` that are not in the vocabulary, sorted."""
         return sorted(set(text) - set(self.chars))
 
+    def known(self, text):
+        """`text` without the characters that are not in the vocabulary."""
+        missing = set(self.missing(text))
+        return "".join(c for c in text if c not in missing) if missing else text
+
     def encode(self, text):
         """Ids of `text` as an array of `self.dtype`; KeyError names characters not in the vocabulary."""
         codes = np.frombuffer(text.encode("utf-32-le"), dtype="<u4")

@@ -25,6 +25,11 @@ def test_ids_use_the_smallest_unsigned_dtype():
     assert many.decode(many.encode(text)) == text
 
 
+def test_known_drops_characters_outside_the_vocabulary():
+    assert Vocab("abc").known("abxcyz") == "abc"
+    assert Vocab("abc").known("cab") == "cab"
+
+
 def test_encode_names_missing_characters():
     with pytest.raises(KeyError) as e:
         Vocab("abc").encode("abxyz")
