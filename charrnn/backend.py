@@ -1,28 +1,81 @@
-"""Which PyTensor backend compiles charrnn's functions, and compiling with it."""
+"""Which PyTensor backend compiles charrnn's functions, and compiling with it.
+
+charrnn computes in float32 throughout (what every backend runs fastest), so floatX is set here,
+before any graph is built: a float64 constant would otherwise promote a whole product.
+"""
 import logging
+import os
 import warnings
+from pathlib import Path
 
 import pytensor
 from pytensor.compile.mode import get_mode
 
-# charrnn name -> PyTensor mode. "c" is the default: on the lesson-6 configuration it trained
-# faster than Numba and compiles cold in about 25 s against Numba's 70 s (benchmarks/backends.py).
-BACKENDS = {"c": "CVM", "numba": "NUMBA"}
-DEFAULT_BACKEND = "c"
+pytensor.config.floatX = "float32"
+
+# charrnn name -> PyTensor mode. "jax" is the default: it compiles a training step in 3-7 s where
+# C takes 50-80 s and Numba 2-3 minutes, and it trained fastest in benchmarks/train_speed.py.
+# It is also the way to a GPU (pip install 'charrnn[gpu]').
+BACKENDS = {"jax": "JAX", "c": "CVM", "numba": "NUMBA"}
+DEFAULT_BACKEND = "jax"
 
 # Without a system BLAS the C backend says once that it calls NumPy's BLAS through the C-API;
 # that is the configuration charrnn was measured in, not something a user must act on.
 logging.getLogger("pytensor.tensor.blas").setLevel(logging.ERROR)
 
 
+def cache_dir():
+    """charrnn's directory in the user's cache: $CHARRNN_CACHE_DIR, else $XDG_CACHE_HOME/charrnn."""
+    if os.environ.get("CHARRNN_CACHE_DIR"):
+        return Path(os.environ["CHARRNN_CACHE_DIR"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "charrnn"
+
+
 def compile_function(inputs, outputs, updates=None, backend=DEFAULT_BACKEND):
     """pytensor.function in the chosen backend, trusting inputs (callers pass exact dtypes and shapes)."""
+    if backend == "jax":
+        _setup_jax()
     with warnings.catch_warnings():
         # Raised once per process when no system BLAS links; the C ops then use NumPy's BLAS.
         warnings.filterwarnings("ignore", message="PyTensor could not link to a BLAS")
         fn = pytensor.function(inputs, outputs, updates=updates, mode=_mode(backend))
     fn.trust_input = True
     return fn
+
+
+def device(backend):
+    """Where the backend's functions run, in words: "cpu", or the accelerator JAX found ("NVIDIA H200")."""
+    if backend != "jax":
+        return "cpu"
+    import jax
+
+    first = jax.devices()[0]
+    return "cpu" if first.platform == "cpu" else f"{first.platform} {first.device_kind}"
+
+
+_jax_ready = False
+
+
+def _setup_jax():
+    """Point JAX's persistent compilation cache at charrnn's cache directory, once per process,
+    so a second run (or a second `predict`) loads compiled code instead of compiling again."""
+    global _jax_ready
+    if _jax_ready:
+        return
+    import jax
+
+    # PyTensor sums float32 in a float64 accumulator and indexes in int64; JAX (x64 off, as PyTensor
+    # sets it for float32) keeps 32 bits and says so once per traced function. That is what charrnn wants.
+    warnings.filterwarnings("ignore", message="Explicitly requested dtype (float|int)64", category=UserWarning)
+    try:
+        path = cache_dir() / "jax"
+        path.mkdir(parents=True, exist_ok=True)
+        jax.config.update("jax_compilation_cache_dir", str(path))
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+        jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    except OSError:
+        pass  # an unwritable cache only costs compile time
+    _jax_ready = True
 
 
 def _mode(backend):

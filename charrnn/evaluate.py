@@ -19,8 +19,8 @@ def summary(nats, correct, count):
 def score_model(params, meta, ids, backend):
     """Loss and accuracy of the checkpoint on (N,) ids, read in streams as in its validation."""
     config, train = model_config(meta), meta.get("train", {})
-    eval_fn = compile_eval_step(shared_params(params), config, backend)
     stream = eval_stream(ids, train.get("batch_size", 1), train.get("seq_len", 8))
+    eval_fn = compile_eval_step(shared_params(params), config, (stream.T, stream.B), backend)
     dtype = params["W_y"].dtype
     return summary(*evaluate_stream(eval_fn, stream, config, train.get("carry_state", False), dtype))
 

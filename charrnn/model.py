@@ -12,6 +12,8 @@ import pytensor
 import pytensor.tensor as pt
 from pytensor.gradient import zero_grad
 
+import charrnn.backend  # noqa: F401  sets floatX to float32 before any graph is built
+
 GATES = {"rnn": 1, "gru": 3, "lstm": 4}  # column blocks per cell
 
 
@@ -73,7 +75,7 @@ def init_params(config, seed=0, dtype="float32"):
 
 def shared_params(arrays):
     """Named shared variables for the arrays of `init_params` or a checkpoint."""
-    return {name: pytensor.shared(a, name=name) for name, a in arrays.items()}
+    return {name: pytensor.shared(a, name=name, shape=a.shape) for name, a in arrays.items()}
 
 
 def input_projection(x, W_x, b_x):
@@ -107,16 +109,34 @@ def lstm_step(xw_t, h_tm1, c_tm1, W_h, b_h):
     return o * pt.tanh(c), c
 
 
+def cell_step(config, xw_t, states, W_h, b_h):
+    """One step of one layer's cell: its new states as a list (h, or h and c)."""
+    if config.cell == "lstm":
+        return list(lstm_step(xw_t, *states, W_h, b_h))
+    if config.cell == "gru":
+        return [gru_step(xw_t, *states, W_h, b_h)]
+    return [rnn_step(xw_t, *states, W_h, b_h, config.activation)]
+
+
+def step_layers(x_t, states, p, config):
+    """One time step of every layer for (B,) ids from (S, B, H) states, as plain graph (no scan):
+    the body of the generator's scan. Returns the top layer's (B, H) output and the new states."""
+    per_layer = config.state_size // config.layers
+    h, new = None, []
+    for layer in range(config.layers):
+        W_x, b_x, W_h, b_h = (p[name] for name in layer_names(layer))
+        xw = input_projection(x_t, W_x, b_x) if layer == 0 else pt.dot(h, W_x) + b_x
+        out = cell_step(config, xw, [states[layer * per_layer + i] for i in range(per_layer)], W_h, b_h)
+        new.extend(out)
+        h = out[0]
+    return h, pt.stack(new)
+
+
 def _layer_step(config):
     """The scan step of one layer as f(xw_t, m_t, *states, W_h, b_h) -> new states (a list)."""
     def step(xw_t, m_t, *rest):
         *states, W_h, b_h = rest
-        if config.cell == "lstm":
-            new = list(lstm_step(xw_t, *states, W_h, b_h))
-        elif config.cell == "gru":
-            new = [gru_step(xw_t, *states, W_h, b_h)]
-        else:
-            new = [rnn_step(xw_t, *states, W_h, b_h, config.activation)]
+        new = cell_step(config, xw_t, states, W_h, b_h)
         if m_t is not None:  # masked steps hold the state at zero (left padding of a window)
             new = [m_t[:, None] * s for s in new]
         return [pt.specify_shape(s, old.type.shape) for s, old in zip(new, states, strict=True)]
@@ -140,7 +160,7 @@ def run_layers(x, states0, p, config, mask=None, keep=None):
         if layer == 0:
             xw = input_projection(x, W_x, b_x)  # (T, B, G)
         else:  # one (T*B, H) x (H, G) product for all time steps, outside the scan
-            xw = (pt.dot(inputs.reshape((-1, inputs.shape[-1])), W_x) + b_x).reshape((x.shape[0], x.shape[1], -1))
+            xw = pt.dot(inputs, W_x) + b_x
         sequences = [xw] if mask is None else [xw, mask]
         outs = pytensor.scan(
             (lambda xw_t, *rest: step(xw_t, None, *rest)) if mask is None else step,
@@ -151,6 +171,7 @@ def run_layers(x, states0, p, config, mask=None, keep=None):
             strict=True,
         )
         outs = outs if isinstance(outs, (list, tuple)) else [outs]
+        outs = [pt.specify_shape(o, (*x.type.shape, None)) for o in outs]  # static T, B where known (JAX)
         finals.extend(o[-1] for o in outs)
         inputs = outs[0] if keep is None else outs[0] * keep[layer]
     return inputs, pt.stack(finals)

@@ -25,12 +25,13 @@ def optimizer_state(name, params):
     """Fresh shared state variables for optimizer `name`, keyed `<state>.<param>`."""
     slots = {"sgd": (), "momentum": ("v",), "rmsprop": ("s",), "adam": ("m", "v")}[name]
     state = {
-        f"{slot}.{pname}": pytensor.shared(np.zeros_like(p.get_value()), name=f"{slot}.{pname}")
+        f"{slot}.{pname}": pytensor.shared(np.zeros_like(p.get_value()), name=f"{slot}.{pname}", shape=p.type.shape)
         for slot in slots
         for pname, p in params.items()
     }
     if name == "adam":
-        state["t"] = pytensor.shared(np.zeros((), dtype=np.float64), name="t")
+        dtype = next(iter(params.values())).dtype  # float32: exact to 2**24 updates
+        state["t"] = pytensor.shared(np.zeros((), dtype=dtype), name="t")
     return state
 
 

@@ -3,9 +3,13 @@
 A network trained with its state carried from chunk to chunk reads the seed and keeps its state
 while it generates. A network trained from a zero state on every chunk of `seq_len` characters
 (the lesson's way) predicts from the last `seq_len` characters read from a zero state: the
-situation it learnt in. Either way generation is a compiled scan over the output length (in
-pieces, so text can be shown as it comes), with the random draws passed in, so the same seed and
-rng seed give the same text however it is cut into pieces.
+situation it learnt in. Either way generation is one compiled scan over CHUNK characters per
+call, with the random draws passed in, so text can be shown as it comes and the first n characters
+are the same whatever the length asked for.
+
+Every function is compiled for static shapes (JAX compiles nothing else): seeds are padded to a
+power of two, on the left with a mask where padding would change the result, so a handful of
+shapes cover all seeds.
 """
 import numpy as np
 import pytensor
@@ -14,6 +18,13 @@ from pytensor.tensor.special import softmax
 
 from charrnn import model
 from charrnn.backend import DEFAULT_BACKEND, compile_function
+
+CHUNK = 256  # characters generated per compiled call
+
+
+def bucket(n):
+    """The padded length for n positions: the next power of two, at least 8."""
+    return max(8, 1 << (max(n, 1) - 1).bit_length())
 
 
 class Sampler:
@@ -26,43 +37,57 @@ class Sampler:
         self.params, self.config = params, config
         self.context = context  # None: carry the state; an int: predict from that many characters
         self.backend = backend
-        self._generate = self._prime = self._next = None
+        self._fns = {}
 
     def generate(self, seed_ids, length, temperature=1.0, rng_seed=0):
         """`length` ids continuing `seed_ids`: sampled at `temperature`, or argmax at each step when it is 0."""
-        return np.concatenate(list(self.stream(seed_ids, length, temperature, rng_seed, chunk=length)))
+        return np.concatenate([np.zeros(0, np.int32), *self.stream(seed_ids, length, temperature, rng_seed)])
 
-    def stream(self, seed_ids, length, temperature=1.0, rng_seed=0, chunk=32):
-        """Yield the continuation in pieces of up to `chunk` ids as they are generated. The random
-        draws are made up front, so the pieces together equal one call generating all of it."""
-        if self._generate is None:
-            self._generate = self._compile_generate()
-        u = np.random.default_rng(rng_seed).random(length).astype(self._dtype)
+    def stream(self, seed_ids, length, temperature=1.0, rng_seed=0):
+        """Yield the continuation in pieces of up to CHUNK ids as they are generated. The random
+        draws are made up front, so a longer continuation starts with the same characters."""
+        if length <= 0:
+            return
+        u = np.zeros(-(-length // CHUNK) * CHUNK, dtype=self._dtype)
+        u[:length] = np.random.default_rng(rng_seed).random(length)
         t = np.asarray(temperature, dtype=self._dtype)
+        generate = self._compiled("generate", (), self._compile_generate)
         carry = self._start(seed_ids)
-        for start in range(0, length, chunk):
-            *carry, ids = self._generate(*carry, u[start : start + chunk], t)
-            yield ids
+        for start in range(0, length, CHUNK):
+            *carry, ids = generate(*carry, u[start : start + CHUNK], t)
+            yield np.asarray(ids)[: length - start]
 
     def _start(self, seed_ids):
         """The generator's state after the seed: (logits, states) carried, or the (window, mask)."""
         if self.context is None:
-            if self._prime is None:
-                self._prime = self._compile_prime()
-            return self._prime(np.asarray(seed_ids, dtype=np.int32)[:, None])
+            window, mask = self._left_padded(seed_ids, bucket(len(seed_ids)))
+            prime = self._compiled("prime", window.shape, lambda: self._compile_prime(window.shape[0]))
+            return prime(window[:, None], mask[:, None])
         window, mask = self._windows(seed_ids)
         return [np.ascontiguousarray(window[:, -1]), np.ascontiguousarray(mask[:, -1])]
 
     def next_chars(self, seed_ids):
         """For each seed position, the id rated most likely to come next and its probability."""
-        if self._next is None:
-            self._next = self._compile_next()
+        S = len(seed_ids)
+        padded = np.zeros(bucket(S), dtype=np.int32)  # right padding: a position never sees later ones
+        padded[:S] = seed_ids
         if self.context is None:
-            probs = self._next(np.asarray(seed_ids, dtype=np.int32)[:, None])
+            fn = self._compiled("next", padded.shape, lambda: self._compile_next(len(padded)))
+            probs = fn(padded[:, None])
         else:
-            probs = self._next(*self._windows(seed_ids))  # (S, V)
+            window, mask = self._windows(padded)
+            fn = self._compiled("next", padded.shape, lambda: self._compile_next(len(padded)))
+            probs = fn(window, mask)  # (S, V)
+        probs = np.asarray(probs)[:S]
         best = probs.argmax(axis=1)
-        return best, probs[np.arange(len(best)), best]
+        return best, probs[np.arange(S), best]
+
+    def _compiled(self, kind, shape, build):
+        """The compiled function of `kind` for input `shape`, built on first use."""
+        key = (kind, *shape)
+        if key not in self._fns:
+            self._fns[key] = build()
+        return self._fns[key]
 
     @property
     def _dtype(self):
@@ -76,19 +101,26 @@ class Sampler:
         mask = (starts >= T - 1).astype(self._dtype)
         return np.ascontiguousarray(padded[starts]), mask
 
+    def _left_padded(self, seed_ids, n):
+        """The seed right-aligned in n positions, and a 0/1 mask of where it is."""
+        window, mask = np.zeros(n, dtype=np.int32), np.zeros(n, dtype=self._dtype)
+        if len(seed_ids):
+            window[-len(seed_ids):], mask[-len(seed_ids):] = seed_ids, 1
+        return window, mask
+
     def _zeros(self, batch):
         return pt.zeros((self.config.state_size, batch, self.config.hidden), dtype=self._dtype)
 
-    def _compile_next(self):
+    def _compile_next(self, S):
         p = self.params
         if self.context is None:
-            seed = pt.matrix("seed", dtype="int32")  # (S, 1)
+            seed = pt.tensor("seed", dtype="int32", shape=(S, 1))
             top, _ = model.run_layers(seed, self._zeros(1), p, self.config)  # (S, 1, H)
             inputs = [seed]
         else:
-            window = pt.matrix("window", dtype="int32")  # (T, S)
-            mask = pt.matrix("mask", dtype=self._dtype)  # (T, S)
-            top = model.run_layers(window, self._zeros(window.shape[1]), p, self.config, mask=mask)[0][-1]
+            window = pt.tensor("window", dtype="int32", shape=(self.context, S))
+            mask = pt.tensor("mask", dtype=self._dtype, shape=(self.context, S))
+            top = model.run_layers(window, self._zeros(S), p, self.config, mask=mask)[0][-1]
             inputs = [window, mask]
         return compile_function(inputs, softmax(model.output_logits(top, p), axis=-1), backend=self.backend)
 
@@ -98,29 +130,32 @@ class Sampler:
         drawn = pt.minimum(pt.sum(pt.cumsum(probs) < u_t), probs.shape[0] - 1)
         return pt.switch(pt.gt(temperature, 0), drawn, pt.argmax(logits)).astype("int32")
 
-    def _compile_prime(self):
-        seed = pt.matrix("seed", dtype="int32")  # (S, 1)
-        top, states = model.run_layers(seed, self._zeros(1), self.params, self.config)
-        return compile_function([seed], [model.output_logits(top[-1], self.params)[0], states], backend=self.backend)
+    def _compile_prime(self, S):
+        seed = pt.tensor("seed", dtype="int32", shape=(S, 1))
+        mask = pt.tensor("mask", dtype=self._dtype, shape=(S, 1))
+        top, states = model.run_layers(seed, self._zeros(1), self.params, self.config, mask=mask)
+        return compile_function([seed, mask], [model.output_logits(top[-1], self.params)[0], states],
+                                backend=self.backend)
 
     def _compile_generate(self):
         """fn(*carry, u, temperature) -> (*carry after, ids): one id per uniform draw in u."""
-        u = pt.vector("u", dtype=self._dtype)  # (L,) uniform draws, one per generated character
+        u = pt.tensor("u", dtype=self._dtype, shape=(CHUNK,))  # uniform draws, one per generated character
         temperature = pt.scalar("temperature", dtype=self._dtype)
         names = list(self.params)
+        V, T = self.config.vocab_size, self.context
         if self.context is None:
-            carry = [pt.vector("logits", dtype=self._dtype),  # (V,) prediction for the next character
+            carry = [pt.tensor("logits", dtype=self._dtype, shape=(V,)),  # the prediction for the next character
                      pt.tensor("states", dtype=self._dtype, shape=(self.config.state_size, 1, self.config.hidden))]
 
             def step(u_t, logits, states, *weights):
                 p = dict(zip(names, weights, strict=True))
                 c = self._draw(logits, u_t, temperature)
-                top, new_states = model.run_layers(c[None, None], states, p, self.config)
-                new_logits = model.output_logits(top[-1], p)[0]
-                return pt.specify_shape(new_logits, logits.type.shape), pt.specify_shape(new_states, states.type.shape), c
+                top, new_states = model.step_layers(c[None], states, p, self.config)
+                new_logits = model.output_logits(top, p)[0]
+                return pt.specify_shape(new_logits, (V,)), pt.specify_shape(new_states, states.type.shape), c
         else:
-            carry = [pt.vector("window", dtype="int32"),  # (T,) the last context characters
-                     pt.vector("mask", dtype=self._dtype)]  # (T,) 1 where the window holds a character
+            carry = [pt.tensor("window", dtype="int32", shape=(T,)),  # the last context characters
+                     pt.tensor("mask", dtype=self._dtype, shape=(T,))]  # 1 where the window holds a character
 
             def step(u_t, window, mask, *weights):
                 p = dict(zip(names, weights, strict=True))

@@ -15,8 +15,8 @@ import pytensor.tensor as pt
 from tqdm import tqdm
 
 from charrnn import __version__, checkpoint, model, optim
-from charrnn.backend import DEFAULT_BACKEND, compile_function
-from charrnn.corpus import BatchStream, eval_stream
+from charrnn.backend import DEFAULT_BACKEND, compile_function, device
+from charrnn.corpus import CHUNK, BatchStream, eval_stream, id_counts
 from charrnn.sample import Sampler
 
 
@@ -84,12 +84,13 @@ def compile_train_step(params, opt_state, model_cfg, train_cfg):
     return compile_function(inputs, [mean, finals], updates=updates, backend=train_cfg.backend)
 
 
-def compile_eval_step(params, model_cfg, backend=DEFAULT_BACKEND):
-    """fn(x, y, w, states) -> (summed nats, correct argmax guesses, final states), any batch shape; no dropout."""
-    dtype = params["W_y"].dtype
-    x, y = pt.matrix("x", dtype="int32"), pt.matrix("y", dtype="int32")
-    w = pt.matrix("w", dtype=dtype)
-    states0 = pt.tensor("states", dtype=dtype, shape=(model_cfg.state_size, None, model_cfg.hidden))
+def compile_eval_step(params, model_cfg, shape, backend=DEFAULT_BACKEND):
+    """fn(x, y, w, states) -> (summed nats, correct argmax guesses, final states) for (T, B) = `shape`
+    batches (static shapes: what JAX compiles); no dropout."""
+    dtype, (T, B) = params["W_y"].dtype, shape
+    x, y = pt.tensor("x", dtype="int32", shape=(T, B)), pt.tensor("y", dtype="int32", shape=(T, B))
+    w = pt.tensor("w", dtype=dtype, shape=(T, B))
+    states0 = pt.tensor("states", dtype=dtype, shape=(model_cfg.state_size, B, model_cfg.hidden))
     top, finals = model.run_layers(x, states0, params, model_cfg)
     logits = model.output_logits(top, params)
     weights = w.reshape((-1,))
@@ -141,7 +142,7 @@ class Trainer:
         for name, p in self.params.items():
             p.set_value(params[name])
         for name, s in self.opt_state.items():
-            s.set_value(extras[f"opt.{name}"])
+            s.set_value(np.asarray(extras[f"opt.{name}"], dtype=s.dtype))  # older checkpoints hold a float64 t
         resume = meta["resume"]
         self.step, self.epoch, self.position = meta["step"], resume["epoch"], resume["position"]
         self.states = extras.get("state")
@@ -154,21 +155,23 @@ class Trainer:
         self.resumed = True
 
     def compile(self):
-        """Compile the training (and evaluation) step, saying so: a first run compiles C code."""
-        self.log(f"compiling the training step with the {self.cfg.backend} backend (cached after the first run)...")
+        """Compile the training step, saying so and where it runs (the evaluation step compiles in `run`,
+        once the validation stream's shape is known)."""
+        self.device = device(self.cfg.backend)
+        self.log(f"compiling the training step with the {self.cfg.backend} backend on {self.device}...")
         start = time.perf_counter()
         self.step_fn = compile_train_step(self.params, self.opt_state, self.model_cfg, self.cfg)
-        if self.cfg.val_frac > 0:
-            self.eval_fn = compile_eval_step(self.params, self.model_cfg, self.cfg.backend)
         self.log(f"compiled in {time.perf_counter() - start:.1f} s")
 
     def run(self, train_ids, val_ids=None):
         """Train until a stop; returns the path of latest.npz."""
         self.stream = BatchStream(train_ids, self.cfg.batch_size, self.cfg.seq_len)
         self.val_stream = None
-        if val_ids is not None and len(val_ids) > 1 and self.eval_fn is not None:
+        if val_ids is not None and len(val_ids) > 1 and self.cfg.val_frac > 0:
             self.val_stream = eval_stream(val_ids, self.cfg.batch_size, self.cfg.seq_len)
-        self.char_counts = np.bincount(train_ids, minlength=len(self.vocab))  # for eval's unigram baseline
+            shape = (self.val_stream.T, self.val_stream.B)
+            self.eval_fn = compile_eval_step(self.params, self.model_cfg, shape, self.cfg.backend)
+        self.char_counts = id_counts(train_ids, len(self.vocab))  # for eval's unigram baseline
         self.seed_ids = train_ids[: self.cfg.seq_len]
         self.corpus_id = corpus_fingerprint(train_ids)
         for name in ("metrics.jsonl", "samples.txt"):  # a new run starts its logs afresh; a resumed one appends
@@ -194,6 +197,7 @@ class Trainer:
         self.paused = 0.0  # seconds of the current window spent on evaluation, checkpoints and samples
         per_step = self.cfg.seq_len * self.cfg.batch_size
         with tqdm(total=total * per_step, initial=self.step * per_step, unit="char", unit_scale=True,
+                  desc=f"{self.cfg.backend} on {self.device}",
                   disable=self.progress, file=sys.stderr, dynamic_ncols=True, smoothing=0.05) as self.bar:
             self._loop()
             if self.val_stream is not None and self.val_loss_step != self.step:
@@ -392,4 +396,7 @@ def _finite_or_none(x):
 
 def corpus_fingerprint(ids):
     """Length and hash of the training ids, so --resume can tell the same corpus from another."""
-    return f"{len(ids)}:{hashlib.sha256(np.ascontiguousarray(ids).tobytes()).hexdigest()[:16]}"
+    digest = hashlib.sha256()
+    for start in range(0, len(ids), CHUNK):  # a chunk at a time: the ids may be a memory map
+        digest.update(np.ascontiguousarray(ids[start : start + CHUNK]))
+    return f"{len(ids)}:{digest.hexdigest()[:16]}"

@@ -15,7 +15,7 @@ from reference import as_column, finite_difference_grads, loss, random_params
 
 
 def test_one_sgd_step_equals_the_manual_update():
-    model_cfg, train_cfg = build_configs(4, "lesson6", hidden=5, seq_len=3)
+    model_cfg, train_cfg = build_configs(4, "lesson6", hidden=5, seq_len=3, backend="c")  # float64
     params = random_params(4, 5, seed=1)
     shared = model.shared_params({name: w.copy() for name, w in params.items()})
     step = compile_train_step(shared, {}, model_cfg, train_cfg)
@@ -129,7 +129,7 @@ def test_dropout_is_active_in_training_only(tmp_path):
     states, zero_lr = trainer.zero_states(2), np.asarray(0, dtype=np.float32)
     losses = {float(step(*batch, states, trainer._dropout_keep()[0], zero_lr)[0]) for _ in range(3)}
     assert len(losses) == 3  # a new mask each step changes the loss
-    evaluate = compile_eval_step(trainer.params, model_cfg)
+    evaluate = compile_eval_step(trainer.params, model_cfg, (8, 2))
     a = evaluate(batch[0], batch[1], batch[2], states)[0]
     assert a == evaluate(batch[0], batch[1], batch[2], states)[0]  # evaluation is deterministic
     no_drop = step(*batch, states, np.ones((2, 8, 2, 16), np.float32), zero_lr)[0]

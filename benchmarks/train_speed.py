@@ -1,0 +1,201 @@
+"""Training throughput of charrnn against a PyTorch implementation of the same network, side by side.
+
+For each configuration two worker processes start one after the other: one trains with charrnn's
+compiled step (the one `charrnn train` runs), the other with PyTorch on the CPU (nn.RNN / nn.GRU /
+nn.LSTM, the same equations, float32, the same number of threads, the same batches in the same
+order, the same optimizer and clipping). The parent then alternates timed rounds between them
+(this machine is shared and noisy) and prints characters per second for each, their ratio, the
+wall time from process start to the end of the first update (imports, compilation on an empty
+cache, first call) and each process's peak RSS.
+
+    pip install -e '.[bench]'
+    python benchmarks/train_speed.py [CORPUS] [--configs lesson6 lesson6-b64 lstm default]
+                                     [--rounds 5] [--backend jax]
+
+Not part of the test suite.
+"""
+import argparse
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+DEFAULT_CORPUS = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare.txt"
+
+# name -> (description, preset, options for build_configs, updates per timed round)
+CONFIGS = {
+    "lesson6": ("lesson-6 preset: relu RNN 1x256, batch 1, seq 8, SGD", "lesson6", {}, 400),
+    "lesson6-b64": ("lesson-6 network, batch 64, seq 64", "lesson6", {"batch_size": 64, "seq_len": 64}, 20),
+    "lstm": ("LSTM 2x256, batch 64, seq 64, Adam", None, {"cell": "lstm", "dropout": 0.0}, 8),
+    "default": ("default: GRU 2x256, dropout 0.1, batch 64, seq 64, Adam", None, {}, 10),
+}
+
+
+def load_batches(corpus, name):
+    """The vocabulary, configurations and batch stream both workers train on."""
+    from charrnn.corpus import BatchStream, Vocab, read_text
+    from charrnn.presets import build_configs
+
+    text = read_text(corpus)
+    vocab = Vocab.from_text(text)
+    _, preset, options, _ = CONFIGS[name]
+    model_cfg, cfg = build_configs(len(vocab), preset, **options)
+    return vocab, model_cfg, cfg, BatchStream(vocab.encode(text), cfg.batch_size, cfg.seq_len)
+
+
+# ---------------------------------------------------------------------------------------- workers
+
+def charrnn_worker(vocab, model_cfg, cfg, backend):
+    """A function running one update on batch k, as charrnn's training loop does."""
+    from dataclasses import replace
+
+    from charrnn.train import Trainer
+
+    cfg = replace(cfg, backend=backend)
+    out = tempfile.mkdtemp(prefix="train-speed-")
+    trainer = Trainer(vocab, model_cfg, cfg, out, log=lambda msg: None)
+    trainer.compile()
+    lr = np.asarray(cfg.lr, dtype=np.float32)
+    trainer.states = trainer.zero_states(cfg.batch_size)
+
+    def update(batch):
+        if not cfg.carry_state:
+            trainer.states = trainer.zero_states(cfg.batch_size)
+        loss, trainer.states = trainer.step_fn(*batch, trainer.states, *trainer._dropout_keep(), lr)
+        return float(loss)
+
+    return update
+
+
+def torch_worker(model_cfg, cfg):
+    """The same network and update in PyTorch: one-hot input, recurrent layers, dropout, linear output."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+    V, H = model_cfg.vocab_size, model_cfg.hidden
+    rnn_class = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}[model_cfg.cell]
+    kwargs = {"nonlinearity": model_cfg.activation} if model_cfg.cell == "rnn" else {}
+    rnn = rnn_class(V, H, model_cfg.layers, dropout=model_cfg.dropout if model_cfg.layers > 1 else 0.0, **kwargs)
+    drop, out = nn.Dropout(model_cfg.dropout), nn.Linear(H, V)
+    params = [*rnn.parameters(), *out.parameters()]
+    if cfg.optimizer == "sgd":
+        opt = torch.optim.SGD(params, lr=cfg.lr)
+    else:
+        opt = torch.optim.Adam(params, lr=cfg.lr)
+    zeros = torch.zeros(model_cfg.layers, cfg.batch_size, H)
+    state = [(zeros, zeros) if model_cfg.cell == "lstm" else zeros]
+
+    def update(batch):
+        x, y, w = (torch.from_numpy(a) for a in batch)
+        h0 = state[0] if cfg.carry_state else ((zeros, zeros) if model_cfg.cell == "lstm" else zeros)
+        hs, hn = rnn(nn.functional.one_hot(x.long(), V).float(), h0)
+        logits = out(drop(hs)).reshape(-1, V)
+        nll = nn.functional.cross_entropy(logits, y.reshape(-1).long(), reduction="none") * w.reshape(-1)
+        loss = nll.sum() if cfg.loss == "sum" else nll.sum() / w.sum()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.clip:
+            nn.utils.clip_grad_norm_(params, cfg.clip)
+        opt.step()
+        state[0] = tuple(s.detach() for s in hn) if model_cfg.cell == "lstm" else hn.detach()
+        return float(loss)
+
+    return update
+
+
+def worker(kind, name, corpus, backend, threads):
+    """Serve the parent: 'ready' after the first update, then one timing per 'N' line, then peak RSS."""
+    vocab, model_cfg, cfg, stream = load_batches(corpus, name)
+    if kind == "torch":
+        import torch
+
+        torch.set_num_threads(threads)
+        update = torch_worker(model_cfg, cfg)
+    else:
+        update = charrnn_worker(vocab, model_cfg, cfg, backend)
+    update(stream.batch(0))
+    k = 1
+    print("ready", flush=True)
+    for line in sys.stdin:
+        if line.strip() == "quit":
+            break
+        n = int(line)
+        start = time.perf_counter()
+        for _ in range(n):
+            update(stream.batch(k % len(stream)))
+            k += 1
+        print(time.perf_counter() - start, flush=True)
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, flush=True)
+
+
+# ----------------------------------------------------------------------------------------- parent
+
+def start_worker(kind, name, args, cache):
+    env = {**os.environ, "CHARRNN_CACHE_DIR": cache}  # an empty compile cache: first-run times
+    cmd = [sys.executable, __file__, args.corpus, "--worker", kind, "--configs", name, "--backend", args.backend,
+           "--threads", str(args.threads)]
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+    if proc.stdout.readline().strip() != "ready":
+        raise SystemExit(f"{kind} worker for {name} failed")
+    return proc, time.perf_counter() - start
+
+
+def ask(proc, line):
+    proc.stdin.write(line + "\n")
+    proc.stdin.flush()
+    return float(proc.stdout.readline())
+
+
+def compare(name, args):
+    description, _, _, steps = CONFIGS[name]
+    cfg = load_batches(args.corpus, name)[2]
+    chars = steps * cfg.batch_size * cfg.seq_len
+    with tempfile.TemporaryDirectory() as cache:
+        procs, first = {}, {}
+        for kind in ("charrnn", "torch"):  # one at a time, so neither start-up is slowed by the other
+            procs[kind], first[kind] = start_worker(kind, name, args, cache)
+        rates = {kind: [] for kind in procs}
+        for _ in range(args.rounds):
+            for kind, proc in procs.items():
+                rates[kind].append(chars / ask(proc, str(steps)))
+        rss = {kind: ask(proc, "quit") for kind, proc in procs.items()}
+        for proc in procs.values():
+            proc.wait()
+    med = {kind: statistics.median(r) for kind, r in rates.items()}
+    print(f"\n{description} ({args.rounds} rounds of {steps} updates, {chars:,} characters each)")
+    print(f"{'':8} {'chars/s (median)':>17} {'min':>8} {'max':>8} {'first update s':>15} {'peak RSS MB':>12}")
+    for kind in procs:
+        label = f"{kind} ({args.backend})" if kind == "charrnn" else kind
+        print(f"{label:14} {med[kind]:11,.0f} {min(rates[kind]):8,.0f} {max(rates[kind]):8,.0f} "
+              f"{first[kind]:15.1f} {rss[kind] / 2**20:12.0f}")
+    print(f"ratio charrnn / torch: {med['charrnn'] / med['torch']:.2f}", flush=True)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("corpus", nargs="?", default=str(DEFAULT_CORPUS))
+    parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--backend", default="jax", help="charrnn's PyTensor backend")
+    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="PyTorch threads (JAX uses every core)")
+    parser.add_argument("--worker", choices=["charrnn", "torch"], help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        return worker(args.worker, args.configs[0], args.corpus, args.backend, args.threads)
+    import torch
+
+    print(f"{os.cpu_count()} cores, {args.threads} PyTorch threads; torch {torch.__version__}; corpus {args.corpus}")
+    for name in args.configs:
+        compare(name, args)
+
+
+if __name__ == "__main__":
+    main()
