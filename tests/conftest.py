@@ -8,6 +8,16 @@ import pytest
 PATTERN = "hello world! "
 
 
+@pytest.fixture(scope="session", autouse=True)
+def cache_dir(tmp_path_factory):
+    """Encoded corpora go to a temporary cache, for every test and the charrnn processes they start,
+    never to the user's."""
+    path = tmp_path_factory.mktemp("cache")
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("CHARRNN_CACHE_DIR", str(path))
+        yield path
+
+
 @pytest.fixture(scope="session")
 def charrnn_cmd():
     """The installed console script, or `python -m charrnn` when it is not on PATH."""

@@ -1,7 +1,10 @@
+import io
+
 import numpy as np
 import pytest
 
-from charrnn.corpus import BatchStream, CorpusError, Vocab, decode, read_text, split
+from charrnn import corpus
+from charrnn.corpus import BatchStream, CorpusError, Vocab, decode, decode_pieces, id_counts, read_text, split
 
 
 def test_vocab_round_trip_with_non_ascii():
@@ -33,6 +36,21 @@ def test_known_drops_characters_outside_the_vocabulary():
 def test_encode_names_missing_characters():
     with pytest.raises(KeyError) as e:
         Vocab("abc").encode("abxyz")
+    assert e.value.args[0] == ["x", "y", "z"]
+    with pytest.raises(KeyError) as e:  # the last id of a full uint8 vocabulary is not a missing mark
+        Vocab([chr(i) for i in range(256)]).encode("\xff\u0100")
+    assert e.value.args[0] == ["\u0100"]
+
+
+def test_encode_and_counts_a_chunk_at_a_time_equal_one_pass(monkeypatch):
+    text = "Ünïcödé 🙂 and ASCII\r\n" * 7
+    vocab = Vocab.from_text(text)
+    whole = vocab.encode(text)
+    monkeypatch.setattr(corpus, "CHUNK", 3)
+    np.testing.assert_array_equal(vocab.encode(text), whole)
+    np.testing.assert_array_equal(id_counts(whole, len(vocab)), np.bincount(whole, minlength=len(vocab)))
+    with pytest.raises(KeyError) as e:
+        vocab.encode(text + "xyz")  # missing only in the last chunk
     assert e.value.args[0] == ["x", "y", "z"]
 
 
@@ -97,6 +115,13 @@ def test_decode_strips_bom_keeps_crlf_and_refuses_binary_and_empty():
         decode(b" \n\t ", "utf-8", "x")
     with pytest.raises(CorpusError, match="unknown encoding"):
         decode(b"ab", "no-such-codec", "x")
+
+
+def test_decode_pieces_join_to_the_one_shot_decoding():
+    raw = "\ufeffÜnïcödé 🙂\r\n日本語".encode("utf-8")
+    for chunk in (1, 2, 3, 5, len(raw)):
+        pieces = list(decode_pieces(io.BytesIO(raw), "utf-8", "x", chunk))
+        assert "".join(pieces) == raw.decode("utf-8")[1:] and all(pieces)
 
 
 def test_read_text_from_a_file(tmp_path):
