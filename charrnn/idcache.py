@@ -17,17 +17,15 @@ from pathlib import Path
 
 import numpy as np
 
+from charrnn import backend
 from charrnn.corpus import CHUNK, CorpusError, Vocab, code_points, decode_pieces, read_text, unreadable
 
 FORMAT = 1  # of the sidecar; an entry in another format is rebuilt
 
 
 def cache_dir():
-    """$CHARRNN_CACHE_DIR/ids, else $XDG_CACHE_HOME/charrnn/ids, else ~/.cache/charrnn/ids."""
-    if os.environ.get("CHARRNN_CACHE_DIR"):
-        return Path(os.environ["CHARRNN_CACHE_DIR"]) / "ids"
-    xdg = os.environ.get("XDG_CACHE_HOME", "")
-    return (Path(xdg) if os.path.isabs(xdg) else Path.home() / ".cache") / "charrnn" / "ids"
+    """The ids folder of charrnn's directory in the user's cache (backend.cache_dir)."""
+    return backend.cache_dir() / "ids"
 
 
 def corpus_ids(path, encoding="utf-8", log=print, chunk=CHUNK):
