@@ -3,8 +3,11 @@
 charrnn computes in float32 throughout (what every backend runs fastest), so floatX is set here,
 before any graph is built: a float64 constant would otherwise promote a whole product.
 """
+import hashlib
 import logging
 import os
+import pickle
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -41,6 +44,47 @@ def compile_function(inputs, outputs, updates=None, backend=DEFAULT_BACKEND):
         fn = pytensor.function(inputs, outputs, updates=updates, mode=_mode(backend))
     fn.trust_input = True
     return fn
+
+
+def cached_function(key, build, params, backend=DEFAULT_BACKEND):
+    """The function `build()` compiles, kept pickled in the cache directory under `key` (what
+    determines the graph: kind, configuration, shapes). A later process loads it there, skipping
+    PyTensor's graph rewriting (about a second per graph: what a warm `predict` waits for) and,
+    with JAX, finds the compiled code in JAX's cache. The loaded function gets its own copies of the
+    shared variables; they take the values of `params` (by name), so use it for fixed weights."""
+    if backend != "jax":  # measured with JAX only
+        return build()
+    import jax
+
+    tag = repr((key, backend, pytensor.__version__, jax.__version__, _source_digest()))
+    path = cache_dir() / "functions" / f"{hashlib.sha256(tag.encode()).hexdigest()[:32]}.pkl"
+    _setup_jax()
+    try:
+        fn = pickle.loads(path.read_bytes())
+    except Exception:  # missing, unwritten, or from another environment: compile afresh
+        fn = build()
+        _write_atomically(path, pickle.dumps(fn))
+    for var in fn.get_shared():
+        if var.name in params:
+            var.set_value(params[var.name].get_value(borrow=True), borrow=True)
+    fn.trust_input = True
+    return fn
+
+
+def _write_atomically(path, data):
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, delete=False) as f:
+            f.write(data)
+        os.replace(f.name, path)
+    except OSError:
+        pass  # an unwritable cache only costs time
+
+
+def _source_digest():
+    """A hash of charrnn's graph-building code, so a cached function never outlives a change to it."""
+    here = Path(__file__).parent
+    return hashlib.sha256(b"".join((here / name).read_bytes() for name in ("model.py", "sample.py", "backend.py"))).hexdigest()
 
 
 def device(backend):

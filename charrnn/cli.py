@@ -275,7 +275,7 @@ def predict(seed, checkpoint_path, length, temperature, rng_seed, show_next, unk
     params, meta = _load(checkpoint_path)
     vocab = Vocab.from_json(meta["vocab"])
     context = None if meta["train"].get("carry_state") else meta["train"]["seq_len"]
-    sampler = Sampler(shared_params(params), checkpoint.model_config(meta), context, backend)
+    sampler = Sampler(shared_params(params), checkpoint.model_config(meta), context, backend, cache=True)
     if each_line:
         for i, line in enumerate(sys.stdin):
             click.echo(_first_line(sampler, vocab, line.removesuffix("\n"), length, temperature, rng_seed + i, unknown))

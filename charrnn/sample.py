@@ -3,13 +3,12 @@
 A network trained with its state carried from chunk to chunk reads the seed and keeps its state
 while it generates. A network trained from a zero state on every chunk of `seq_len` characters
 (the lesson's way) predicts from the last `seq_len` characters read from a zero state: the
-situation it learnt in. Either way generation is one compiled scan over CHUNK characters per
-call, with the random draws passed in, so text can be shown as it comes and the first n characters
-are the same whatever the length asked for.
+situation it learnt in. Either way the seed and the continuation go through one compiled scan,
+CHUNK characters per call, with the random draws passed in, so text can be shown as it comes and
+the first n characters are the same whatever the length asked for.
 
-Every function is compiled for static shapes (JAX compiles nothing else): seeds are padded to a
-power of two, on the left with a mask where padding would change the result, so a handful of
-shapes cover all seeds.
+Every function is compiled for static shapes (JAX compiles nothing else): `next_chars` pads a
+seed to a power of two, so a handful of shapes cover all seeds.
 """
 import numpy as np
 import pytensor
@@ -17,7 +16,7 @@ import pytensor.tensor as pt
 from pytensor.tensor.special import softmax
 
 from charrnn import model
-from charrnn.backend import DEFAULT_BACKEND, compile_function
+from charrnn.backend import DEFAULT_BACKEND, cached_function, compile_function
 
 CHUNK = 256  # characters generated per compiled call
 
@@ -33,8 +32,9 @@ class Sampler:
     Each function is compiled on first use, so `predict --next` never pays for the generator.
     """
 
-    def __init__(self, params, config, context=None, backend=DEFAULT_BACKEND):
+    def __init__(self, params, config, context=None, backend=DEFAULT_BACKEND, cache=False):
         self.params, self.config = params, config
+        self.cache = cache  # keep compiled functions in the user's cache (for fixed weights: predict)
         self.context = context  # None: carry the state; an int: predict from that many characters
         self.backend = backend
         self._fns = {}
@@ -44,27 +44,33 @@ class Sampler:
         return np.concatenate([np.zeros(0, np.int32), *self.stream(seed_ids, length, temperature, rng_seed)])
 
     def stream(self, seed_ids, length, temperature=1.0, rng_seed=0):
-        """Yield the continuation in pieces of up to CHUNK ids as they are generated. The random
-        draws are made up front, so a longer continuation starts with the same characters."""
+        """Yield the continuation in pieces as they are generated. The seed and the continuation
+        run through one compiled scan, CHUNK positions per call: the seed's characters are fed in,
+        the rest drawn. The random draws are made up front, so a longer continuation starts with
+        the same characters."""
         if length <= 0:
             return
-        u = np.zeros(-(-length // CHUNK) * CHUNK, dtype=self._dtype)
-        u[:length] = np.random.default_rng(rng_seed).random(length)
+        S = len(seed_ids)
+        n = -(-(S + length) // CHUNK) * CHUNK
+        forced = np.full(n, -1, dtype=np.int32)  # -1: draw this position
+        forced[:S] = seed_ids
+        u = np.zeros(n, dtype=self._dtype)
+        u[S : S + length] = np.random.default_rng(rng_seed).random(length)
         t = np.asarray(temperature, dtype=self._dtype)
         generate = self._compiled("generate", (), self._compile_generate)
-        carry = self._start(seed_ids)
-        for start in range(0, length, CHUNK):
-            *carry, ids = generate(*carry, u[start : start + CHUNK], t)
-            yield np.asarray(ids)[: length - start]
+        carry = self._initial_carry()
+        for start in range(0, S + length, CHUNK):
+            *carry, ids = generate(*carry, forced[start : start + CHUNK], u[start : start + CHUNK], t)
+            first, last = max(S - start, 0), min(S + length - start, CHUNK)
+            if first < last:
+                yield np.asarray(ids)[first:last]
 
-    def _start(self, seed_ids):
-        """The generator's state after the seed: (logits, states) carried, or the (window, mask)."""
+    def _initial_carry(self):
+        """What the generator carries, before any character: (logits, states), or (window, mask)."""
         if self.context is None:
-            window, mask = self._left_padded(seed_ids, bucket(len(seed_ids)))
-            prime = self._compiled("prime", window.shape, lambda: self._compile_prime(window.shape[0]))
-            return prime(window[:, None], mask[:, None])
-        window, mask = self._windows(seed_ids)
-        return [np.ascontiguousarray(window[:, -1]), np.ascontiguousarray(mask[:, -1])]
+            return [np.zeros(self.config.vocab_size, dtype=self._dtype),
+                    np.zeros((self.config.state_size, 1, self.config.hidden), dtype=self._dtype)]
+        return [np.zeros(self.context, dtype=np.int32), np.zeros(self.context, dtype=self._dtype)]
 
     def next_chars(self, seed_ids):
         """For each seed position, the id rated most likely to come next and its probability."""
@@ -86,7 +92,12 @@ class Sampler:
         """The compiled function of `kind` for input `shape`, built on first use."""
         key = (kind, *shape)
         if key not in self._fns:
-            self._fns[key] = build()
+            if self.cache:
+                shapes = tuple((name, p.type.shape, p.dtype) for name, p in self.params.items())
+                graph = (key, self.config, self.context, CHUNK, shapes)  # what the graph depends on
+                self._fns[key] = cached_function(graph, build, self.params, self.backend)
+            else:
+                self._fns[key] = build()
         return self._fns[key]
 
     @property
@@ -100,13 +111,6 @@ class Sampler:
         starts = np.arange(S)[None, :] + np.arange(T)[:, None]  # (T, S) index into padded
         mask = (starts >= T - 1).astype(self._dtype)
         return np.ascontiguousarray(padded[starts]), mask
-
-    def _left_padded(self, seed_ids, n):
-        """The seed right-aligned in n positions, and a 0/1 mask of where it is."""
-        window, mask = np.zeros(n, dtype=np.int32), np.zeros(n, dtype=self._dtype)
-        if len(seed_ids):
-            window[-len(seed_ids):], mask[-len(seed_ids):] = seed_ids, 1
-        return window, mask
 
     def _zeros(self, batch):
         return pt.zeros((self.config.state_size, batch, self.config.hidden), dtype=self._dtype)
@@ -130,26 +134,25 @@ class Sampler:
         drawn = pt.minimum(pt.sum(pt.cumsum(probs) < u_t), probs.shape[0] - 1)
         return pt.switch(pt.gt(temperature, 0), drawn, pt.argmax(logits)).astype("int32")
 
-    def _compile_prime(self, S):
-        seed = pt.tensor("seed", dtype="int32", shape=(S, 1))
-        mask = pt.tensor("mask", dtype=self._dtype, shape=(S, 1))
-        top, states = model.run_layers(seed, self._zeros(1), self.params, self.config, mask=mask)
-        return compile_function([seed, mask], [model.output_logits(top[-1], self.params)[0], states],
-                                backend=self.backend)
-
     def _compile_generate(self):
-        """fn(*carry, u, temperature) -> (*carry after, ids): one id per uniform draw in u."""
-        u = pt.tensor("u", dtype=self._dtype, shape=(CHUNK,))  # uniform draws, one per generated character
+        """fn(*carry, forced, u, temperature) -> (*carry after, ids): at each position the id
+        `forced` gives, or where it is -1 one drawn with its uniform draw in u."""
+        forced = pt.tensor("forced", dtype="int32", shape=(CHUNK,))
+        u = pt.tensor("u", dtype=self._dtype, shape=(CHUNK,))
         temperature = pt.scalar("temperature", dtype=self._dtype)
         names = list(self.params)
         V, T = self.config.vocab_size, self.context
+
+        def choose(f_t, logits, u_t):
+            return pt.switch(pt.ge(f_t, 0), f_t, self._draw(logits, u_t, temperature)).astype("int32")
+
         if self.context is None:
             carry = [pt.tensor("logits", dtype=self._dtype, shape=(V,)),  # the prediction for the next character
                      pt.tensor("states", dtype=self._dtype, shape=(self.config.state_size, 1, self.config.hidden))]
 
-            def step(u_t, logits, states, *weights):
+            def step(f_t, u_t, logits, states, *weights):
                 p = dict(zip(names, weights, strict=True))
-                c = self._draw(logits, u_t, temperature)
+                c = choose(f_t, logits, u_t)
                 top, new_states = model.step_layers(c[None], states, p, self.config)
                 new_logits = model.output_logits(top, p)[0]
                 return pt.specify_shape(new_logits, (V,)), pt.specify_shape(new_states, states.type.shape), c
@@ -157,13 +160,14 @@ class Sampler:
             carry = [pt.tensor("window", dtype="int32", shape=(T,)),  # the last context characters
                      pt.tensor("mask", dtype=self._dtype, shape=(T,))]  # 1 where the window holds a character
 
-            def step(u_t, window, mask, *weights):
+            def step(f_t, u_t, window, mask, *weights):
                 p = dict(zip(names, weights, strict=True))
                 top, _ = model.run_layers(window[:, None], self._zeros(1), p, self.config, mask=mask[:, None])
-                c = self._draw(model.output_logits(top[-1], p)[0], u_t, temperature)
+                c = choose(f_t, model.output_logits(top[-1], p)[0], u_t)
                 return pt.concatenate([window[1:], c[None]]), pt.concatenate([mask[1:], pt.ones((1,), self._dtype)]), c
 
-        *carried, ids = pytensor.scan(step, sequences=[u], outputs_info=[*carry, None],
+        *carried, ids = pytensor.scan(step, sequences=[forced, u], outputs_info=[*carry, None],
                                       non_sequences=[self.params[name] for name in names],
                                       return_updates=False, strict=True)
-        return compile_function([*carry, u, temperature], [*(c[-1] for c in carried), ids], backend=self.backend)
+        inputs = [*carry, forced, u, temperature]
+        return compile_function(inputs, [*(c[-1] for c in carried), ids], backend=self.backend)

@@ -1,0 +1,49 @@
+"""Backends agree, and the cache of compiled functions never serves stale weights."""
+import numpy as np
+import pytest
+
+from charrnn import checkpoint
+from charrnn.model import ModelConfig, init_params, shared_params
+from charrnn.sample import Sampler
+
+GRU = ModelConfig(vocab_size=7, hidden=8, layers=2)
+
+
+def test_a_checkpoint_predicts_the_same_on_every_backend(trained_run):
+    """A model trained with the default backend (JAX) predicts identically with the C backend."""
+    params, meta = checkpoint.load(trained_run / "latest.npz")
+    context = meta["train"]["seq_len"]
+    seed = [0, 3, 1, 2, 4, 1]
+    jax, c = (Sampler(shared_params(params), checkpoint.model_config(meta), context, backend)
+              for backend in ("jax", "c"))
+    (best_j, prob_j), (best_c, prob_c) = jax.next_chars(seed), c.next_chars(seed)
+    assert np.array_equal(best_j, best_c)
+    np.testing.assert_allclose(prob_j, prob_c, rtol=1e-5)
+    assert np.array_equal(jax.generate(seed, 40, 0.7, 1), c.generate(seed, 40, 0.7, 1))
+
+
+def test_carried_state_generation_is_the_same_on_every_backend():
+    params = init_params(GRU, seed=3)
+    jax, c = (Sampler(shared_params(params), GRU, None, backend) for backend in ("jax", "c"))
+    np.testing.assert_allclose(jax.next_chars([1, 2, 3, 4])[1], c.next_chars([1, 2, 3, 4])[1], rtol=1e-5)
+    assert np.array_equal(jax.generate([1, 2], 300, 1.0, 5), c.generate([1, 2], 300, 1.0, 5))
+
+
+def test_cached_functions_take_the_weights_they_are_given(cache_dir):
+    a, b = init_params(GRU, seed=1), init_params(GRU, seed=2)
+    first = Sampler(shared_params(a), GRU, cache=True).next_chars([1, 2, 3])[1]
+    saved = list((cache_dir / "functions").glob("*.pkl"))
+    assert saved  # compiled once, kept for the next process
+    loaded = Sampler(shared_params(b), GRU, cache=True).next_chars([1, 2, 3])[1]  # from the cache
+    assert sorted((cache_dir / "functions").glob("*.pkl")) == sorted(saved)
+    fresh = Sampler(shared_params(b), GRU).next_chars([1, 2, 3])[1]
+    np.testing.assert_array_equal(loaded, fresh)
+    assert not np.allclose(first, loaded)
+
+
+def test_a_corrupt_cache_entry_is_compiled_again(cache_dir):
+    params = init_params(GRU, seed=4)
+    want = Sampler(shared_params(params), GRU, cache=True).generate([1], 20, 1.0, 0)
+    for path in (cache_dir / "functions").glob("*.pkl"):
+        path.write_bytes(b"not a pickle")
+    assert np.array_equal(Sampler(shared_params(params), GRU, cache=True).generate([1], 20, 1.0, 0), want)
