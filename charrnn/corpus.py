@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-CHUNK = 1 << 22  # bytes decoded, or characters encoded, at a time: bounds the scratch memory of a large text
+CHUNK = 1 << 20  # bytes decoded, or characters encoded, at a time: little scratch memory, and it stays in cache
 
 
 class CorpusError(ValueError):
