@@ -14,7 +14,7 @@ import pytensor
 import pytensor.tensor as pt
 from tqdm import tqdm
 
-from charrnn import __version__, checkpoint, model, optim
+from charrnn import __version__, bptt, checkpoint, model, optim
 from charrnn.backend import DEFAULT_BACKEND, compile_function, device
 from charrnn.corpus import CHUNK, BatchStream, eval_stream, id_counts
 from charrnn.sample import Sampler
@@ -60,12 +60,6 @@ class TrainingInterrupted(RuntimeError):
         self.signum, self.path = signum, path
 
 
-def summed_nll(params, config, x, y, w, states0, keep=None):
-    """Weighted negative log-likelihood summed over (T, B) targets, and the (S, B, H) final states."""
-    top, finals = model.run_layers(x, states0, params, config, keep=keep)
-    return (model.token_nll(model.output_logits(top, params), y) * w.reshape((-1,))).sum(), finals
-
-
 def compile_train_step(params, opt_state, model_cfg, train_cfg):
     """fn(x, y, w, states, [keep,] lr) -> (mean nats per character, final states); applies one update."""
     T, B, H, dtype = train_cfg.seq_len, train_cfg.batch_size, model_cfg.hidden, params["W_y"].dtype
@@ -75,9 +69,13 @@ def compile_train_step(params, opt_state, model_cfg, train_cfg):
     states0 = pt.tensor("states", dtype=dtype, shape=(model_cfg.state_size, B, H))
     keep = pt.tensor("keep", dtype=dtype, shape=(model_cfg.layers, T, B, H)) if model_cfg.dropout else None
     lr = pt.scalar("lr", dtype=dtype)  # an input, so a schedule never recompiles
-    total, finals = summed_nll(params, model_cfg, x, y, w, states0, keep)
+    top, finals, tape = bptt.forward(x, states0, params, model_cfg, keep)
+    total = (model.token_nll(model.output_logits(top, params), y) * w.reshape((-1,))).sum()
     mean = total / w.sum()
-    grads = pytensor.grad(total if train_cfg.loss == "sum" else mean, list(params.values()))
+    # Autodiff from the loss down to the top layer's outputs, then the recurrent layers by hand.
+    dW_y, db_y, dtop = pytensor.grad(total if train_cfg.loss == "sum" else mean, [params["W_y"], params["b_y"], top])
+    grads = {"W_y": dW_y, "b_y": db_y, **bptt.backward(x, dtop, tape, params, model_cfg, keep)}
+    grads = [grads[name] for name in params]
     grads = dict(zip(params, optim.clip_by_global_norm(grads, train_cfg.clip), strict=True))
     updates = optim.updates(train_cfg.optimizer, params, grads, opt_state, lr)
     inputs = [x, y, w, states0, *([keep] if keep is not None else []), lr]

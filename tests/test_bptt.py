@@ -1,0 +1,72 @@
+"""The written-out backpropagation through time equals PyTensor's autodiff of the same network,
+and finite differences of the numpy reference."""
+from functools import partial
+
+import numpy as np
+import pytensor
+import pytensor.tensor as pt
+import pytest
+
+from charrnn import bptt, model
+from charrnn.backend import compile_function as compile_in
+from charrnn.model import ModelConfig
+from reference import finite_difference_grads, random_params
+
+V, H, T, B = 5, 4, 6, 3
+CELLS = [("rnn", "relu", 1), ("rnn", "tanh", 2), ("gru", "relu", 1), ("gru", "relu", 2), ("lstm", "relu", 1),
+         ("lstm", "relu", 2)]
+compile_function = partial(compile_in, backend="c")  # float64 (JAX computes in float32)
+
+
+def weighted_loss(top, p, y, w):
+    return (model.token_nll(model.output_logits(top, p), y) * w.reshape((-1,))).sum()
+
+
+@pytest.mark.parametrize("cell,activation,layers", CELLS)
+def test_written_out_gradients_equal_autodiff(cell, activation, layers):
+    config = ModelConfig(vocab_size=V, hidden=H, cell=cell, layers=layers, activation=activation, dropout=0.3)
+    rng = np.random.default_rng(7)
+    p = model.shared_params(random_params(V, H, seed=3, config=config))
+    x, y = (pt.tensor(n, dtype="int32", shape=(T, B)) for n in "xy")
+    w = pt.tensor("w", dtype="float64", shape=(T, B))
+    states0 = pt.tensor("states", dtype="float64", shape=(config.state_size, B, H))
+    keep = pt.tensor("keep", dtype="float64", shape=(layers, T, B, H))
+    names = list(p)
+    top_ref, finals_ref = model.run_layers(x, states0, p, config, keep=keep)
+    loss_ref = weighted_loss(top_ref, p, y, w)
+    auto = pytensor.grad(loss_ref, [p[n] for n in names])
+    top, finals, tape = bptt.forward(x, states0, p, config, keep)
+    loss = weighted_loss(top, p, y, w)
+    dW_y, db_y, dtop = pytensor.grad(loss, [p["W_y"], p["b_y"], top])
+    written = {"W_y": dW_y, "b_y": db_y, **bptt.backward(x, dtop, tape, p, config, keep)}
+    fn = compile_function([x, y, w, states0, keep],
+                          [loss_ref, loss, finals_ref, finals, *auto, *(written[n] for n in names)])
+    args = (rng.integers(0, V, (T, B)).astype(np.int32), rng.integers(0, V, (T, B)).astype(np.int32),
+            (rng.random((T, B)) > 0.2).astype(float), rng.normal(0, 0.5, (config.state_size, B, H)),
+            (rng.random((layers, T, B, H)) > 0.3) / 0.7)
+    out = fn(*args)
+    np.testing.assert_allclose(out[0], out[1], rtol=1e-12)
+    np.testing.assert_allclose(out[2], out[3], rtol=1e-12)
+    n = len(names)
+    for name, a, b in zip(names, out[4 : 4 + n], out[4 + n :], strict=True):
+        assert np.abs(a).max() > 0, name
+        np.testing.assert_allclose(b, a, rtol=1e-9, atol=1e-12, err_msg=name)
+
+
+def test_written_out_gradients_equal_finite_differences():
+    """The lesson's network on one sequence from a zero state, against the numpy reference."""
+    config = ModelConfig(vocab_size=V, hidden=H, cell="rnn", layers=1, dropout=0.0)
+    params = random_params(V, H, seed=1)
+    p = model.shared_params({k: v.copy() for k, v in params.items()})
+    xs, ys = [2, 0, 3, 4, 1], [0, 3, 4, 1, 1]
+    x, y = (pt.tensor(n, dtype="int32", shape=(5, 1)) for n in "xy")
+    top, _, tape = bptt.forward(x, pt.zeros((1, 1, H), dtype="float64"), p, config)
+    loss = model.token_nll(model.output_logits(top, p), y).sum()
+    dW_y, db_y, dtop = pytensor.grad(loss, [p["W_y"], p["b_y"], top])
+    written = {"W_y": dW_y, "b_y": db_y, **bptt.backward(x, dtop, tape, p, config)}
+    names = list(written)
+    got = compile_function([x, y], [written[n] for n in names])(np.array(xs, np.int32)[:, None],
+                                                                   np.array(ys, np.int32)[:, None])
+    want = finite_difference_grads(params, xs, ys)
+    for name, g in zip(names, got, strict=True):
+        np.testing.assert_allclose(g, want[name], rtol=1e-6, atol=1e-8, err_msg=name)
