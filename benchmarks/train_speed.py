@@ -51,7 +51,7 @@ def load_batches(corpus, name):
 
 # ---------------------------------------------------------------------------------------- workers
 
-def charrnn_worker(vocab, model_cfg, cfg, backend):
+def charrnn_worker(vocab, model_cfg, cfg, stream, backend):
     """A function running one update on batch k, as charrnn's training loop does."""
     from dataclasses import replace
 
@@ -63,17 +63,23 @@ def charrnn_worker(vocab, model_cfg, cfg, backend):
     trainer.compile()
     lr = np.asarray(cfg.lr, dtype=np.float32)
     trainer.states = trainer.zero_states(cfg.batch_size)
+    trainer.stream = stream
+    pending = {}
 
-    def update(batch):
+    def update(k):
+        """Update on batch k, preparing batch k + 1 while it runs, as Trainer._epoch does."""
+        batch, keep = pending.pop(k, None) or trainer._inputs(k, trainer.step)
         if not cfg.carry_state:
             trainer.states = trainer.zero_states(cfg.batch_size)
-        loss, trainer.states = trainer.step_fn(*batch, trainer.states, *trainer._dropout_keep(), lr)
+        loss, trainer.states = trainer.step_fn(*batch, trainer.states, *keep, lr)
+        pending[k + 1] = trainer._inputs((k + 1) % len(stream), trainer.step + 1)
+        trainer.step += 1
         return float(loss)
 
     return update
 
 
-def torch_worker(model_cfg, cfg):
+def torch_worker(model_cfg, cfg, stream):
     """The same network and update in PyTorch: one-hot input, recurrent layers, dropout, linear output."""
     import torch
     from torch import nn
@@ -92,8 +98,8 @@ def torch_worker(model_cfg, cfg):
     zeros = torch.zeros(model_cfg.layers, cfg.batch_size, H)
     state = [(zeros, zeros) if model_cfg.cell == "lstm" else zeros]
 
-    def update(batch):
-        x, y, w = (torch.from_numpy(a) for a in batch)
+    def update(k):
+        x, y, w = (torch.from_numpy(a) for a in stream.batch(k))
         h0 = state[0] if cfg.carry_state else ((zeros, zeros) if model_cfg.cell == "lstm" else zeros)
         hs, hn = rnn(nn.functional.one_hot(x.long(), V).float(), h0)
         logits = out(drop(hs)).reshape(-1, V)
@@ -105,7 +111,7 @@ def torch_worker(model_cfg, cfg):
             nn.utils.clip_grad_norm_(params, cfg.clip)
         opt.step()
         state[0] = tuple(s.detach() for s in hn) if model_cfg.cell == "lstm" else hn.detach()
-        return float(loss)
+        return loss.item()
 
     return update
 
@@ -117,10 +123,10 @@ def worker(kind, name, corpus, backend, threads):
         import torch
 
         torch.set_num_threads(threads)
-        update = torch_worker(model_cfg, cfg)
+        update = torch_worker(model_cfg, cfg, stream)
     else:
-        update = charrnn_worker(vocab, model_cfg, cfg, backend)
-    update(stream.batch(0))
+        update = charrnn_worker(vocab, model_cfg, cfg, stream, backend)
+    update(0)
     k = 1
     print("ready", flush=True)
     for line in sys.stdin:
@@ -129,7 +135,7 @@ def worker(kind, name, corpus, backend, threads):
         n = int(line)
         start = time.perf_counter()
         for _ in range(n):
-            update(stream.batch(k % len(stream)))
+            update(k % len(stream))
             k += 1
         print(time.perf_counter() - start, flush=True)
     print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, flush=True)

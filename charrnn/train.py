@@ -119,7 +119,6 @@ class Trainer:
         self.progress = progress  # tqdm's `disable`: None shows the bar only on a terminal
         self.params = model.shared_params(model.init_params(model_cfg, train_cfg.rng_seed))
         self.opt_state = optim.optimizer_state(train_cfg.optimizer, self.params)
-        self.dropout_rng = np.random.default_rng([train_cfg.rng_seed, 1])
         context = None if train_cfg.carry_state else train_cfg.seq_len
         self.sampler = Sampler(self.params, model_cfg, context, train_cfg.backend)
         self.step = 0  # updates done
@@ -144,7 +143,6 @@ class Trainer:
         resume = meta["resume"]
         self.step, self.epoch, self.position = meta["step"], resume["epoch"], resume["position"]
         self.states = extras.get("state")
-        self.dropout_rng.bit_generator.state = resume["dropout_rng"]
         self.val_loss, self.last_loss = meta.get("val_loss"), meta.get("loss")
         self.best_val_loss = meta.get("best_val_loss") or math.inf
         self.evals_since_best = resume.get("evals_since_best", 0)
@@ -227,10 +225,13 @@ class Trainer:
         lr = np.asarray(self.current_lr(), dtype=self.params["W_y"].dtype)
         if self.position == 0 or self.states is None:
             self.states = self.zero_states(self.cfg.batch_size)  # reset at each epoch
+        batch, keep = self._inputs(self.position, self.step)
         for k in range(self.position, len(self.stream)):
             if not self.cfg.carry_state:
                 self.states = self.zero_states(self.cfg.batch_size)
-            loss, self.states = self.step_fn(*self.stream.batch(k), self.states, *self._dropout_keep(), lr)
+            loss, self.states = self.step_fn(*batch, self.states, *keep, lr)
+            if k + 1 < len(self.stream):  # made while the update runs: JAX returns before it is done
+                batch, keep = self._inputs(k + 1, self.step + 1)
             self._after_step(float(loss), k)
             if self.step % self.cfg.log_every == 0 or self._should_stop():
                 self._check_window()
@@ -274,7 +275,6 @@ class Trainer:
             "arrays": {name: v.get_value() for name, v in {**self.params, **self.opt_state}.items()},
             "states": None if self.states is None else self.states.copy(),
             "where": (self.step, self.epoch, self.position),
-            "rng": self.dropout_rng.bit_generator.state,
         }
 
     def _diverge(self, reason):
@@ -287,7 +287,6 @@ class Trainer:
             v.set_value(self.good["arrays"][name])
         self.states = None if self.good["states"] is None else self.good["states"].copy()
         self.step, self.epoch, self.position = self.good["where"]
-        self.dropout_rng.bit_generator.state = self.good["rng"]
         self.window, self.lr_scale = [], self.lr_scale / 2
         self.bar.n = self.step * self.cfg.seq_len * self.cfg.batch_size
         self.log(f"{reason}: back to update {self.step} with the learning rate halved to {self.current_lr():.3g}")
@@ -301,13 +300,20 @@ class Trainer:
     def zero_states(self, batch_size):
         return np.zeros((self.model_cfg.state_size, batch_size, self.model_cfg.hidden), dtype=self.params["W_y"].dtype)
 
-    def _dropout_keep(self):
-        """Inverted-dropout multipliers (0 or 1/(1-p)) for each layer's output, drawn on the host."""
+    def _inputs(self, k, step):
+        """Batch k's (x, y, w) and the dropout multipliers of update `step` (a list, empty without dropout)."""
+        x, y, w = self.stream.batch(k)
+        return (x, y, w.astype(self.params["W_y"].dtype)), self._dropout_keep(step)
+
+    def _dropout_keep(self, step):
+        """Inverted-dropout multipliers (0 or 1/(1-p)) for each layer's output at update `step`, drawn
+        on the host from a generator seeded by (rng_seed, step): resuming, and the divergence guard
+        going back, draw the same masks again without keeping any generator state."""
         p = self.model_cfg.dropout
         if not p:
             return []
         shape = (self.model_cfg.layers, self.cfg.seq_len, self.cfg.batch_size, self.model_cfg.hidden)
-        keep = self.dropout_rng.random(shape, dtype=np.float32) >= p
+        keep = np.random.default_rng([self.cfg.rng_seed, 1, step]).random(shape, dtype=np.float32) >= p
         return [keep.astype(self.params["W_y"].dtype) / np.asarray(1 - p, dtype=self.params["W_y"].dtype)]
 
     def evaluate(self):
@@ -385,7 +391,7 @@ class Trainer:
             "char_counts": self.char_counts.tolist(),  # per id, in the training part
             "resume": {  # what --resume needs beyond the arrays
                 "epoch": self.epoch, "position": self.position, "corpus": self.corpus_id,
-                "dropout_rng": self.dropout_rng.bit_generator.state, "evals_since_best": self.evals_since_best,
+                "evals_since_best": self.evals_since_best,
                 "lr_scale": self.lr_scale, "best_window_loss": _finite_or_none(self.best_window_loss),
             },
         }

@@ -121,13 +121,13 @@ def test_dropout_is_active_in_training_only(tmp_path):
     model_cfg, cfg = build_configs(len(vocab), cell="lstm", layers=2, hidden=16, dropout=0.5, batch_size=2,
                                    seq_len=8, optimizer="sgd")
     trainer = Trainer(vocab, model_cfg, cfg, tmp_path, log=lambda m: None)
-    keep = trainer._dropout_keep()[0]
+    keep = trainer._dropout_keep(0)[0]
     assert keep.shape == (2, 8, 2, 16) and set(np.unique(keep)) == {0.0, 2.0}
     assert 0.35 < (keep == 0).mean() < 0.65
     step = compile_train_step(trainer.params, trainer.opt_state, model_cfg, cfg)
     batch = BatchStream(vocab.encode(text), 2, 8).batch(0)
     states, zero_lr = trainer.zero_states(2), np.asarray(0, dtype=np.float32)
-    losses = {float(step(*batch, states, trainer._dropout_keep()[0], zero_lr)[0]) for _ in range(3)}
+    losses = {float(step(*batch, states, trainer._dropout_keep(s)[0], zero_lr)[0]) for s in range(3)}
     assert len(losses) == 3  # a new mask each step changes the loss
     evaluate = compile_eval_step(trainer.params, model_cfg, (8, 2))
     a = evaluate(batch[0], batch[1], batch[2], states)[0]
