@@ -28,10 +28,12 @@ logging.getLogger("pytensor.tensor.blas").setLevel(logging.ERROR)
 
 
 def cache_dir():
-    """charrnn's directory in the user's cache: $CHARRNN_CACHE_DIR, else $XDG_CACHE_HOME/charrnn."""
+    """charrnn's directory in the user's cache: $CHARRNN_CACHE_DIR, else $XDG_CACHE_HOME/charrnn
+    (ignored unless absolute, as the XDG spec says), else ~/.cache/charrnn."""
     if os.environ.get("CHARRNN_CACHE_DIR"):
         return Path(os.environ["CHARRNN_CACHE_DIR"])
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "charrnn"
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    return (Path(xdg) if os.path.isabs(xdg) else Path.home() / ".cache") / "charrnn"
 
 
 def compile_function(inputs, outputs, updates=None, backend=DEFAULT_BACKEND):

@@ -77,13 +77,8 @@ class Sampler:
         S = len(seed_ids)
         padded = np.zeros(bucket(S), dtype=np.int32)  # right padding: a position never sees later ones
         padded[:S] = seed_ids
-        if self.context is None:
-            fn = self._compiled("next", padded.shape, lambda: self._compile_next(len(padded)))
-            probs = fn(padded[:, None])
-        else:
-            window, mask = self._windows(padded)
-            fn = self._compiled("next", padded.shape, lambda: self._compile_next(len(padded)))
-            probs = fn(window, mask)  # (S, V)
+        fn = self._compiled("next", padded.shape, lambda: self._compile_next(len(padded)))
+        probs = fn(padded[:, None]) if self.context is None else fn(*self._windows(padded))  # (S, V)
         probs = np.asarray(probs)[:S]
         best = probs.argmax(axis=1)
         return best, probs[np.arange(S), best]

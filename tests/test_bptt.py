@@ -13,8 +13,7 @@ from charrnn.model import ModelConfig
 from reference import finite_difference_grads, random_params
 
 V, H, T, B = 5, 4, 6, 3
-CELLS = [("rnn", "relu", 1), ("rnn", "tanh", 2), ("gru", "relu", 1), ("gru", "relu", 2), ("lstm", "relu", 1),
-         ("lstm", "relu", 2)]
+CELLS = [("rnn", "relu", 1), ("rnn", "tanh", 2), ("gru", "relu", 2), ("lstm", "relu", 2)]  # 2 layers: both input paths
 compile_function = partial(compile_in, backend="c")  # float64 (JAX computes in float32)
 
 

@@ -175,6 +175,8 @@ def test_cache_dir_follows_the_environment(tmp_path, monkeypatch):
     assert idcache.cache_dir() == tmp_path / "mine" / "ids"
     monkeypatch.delenv("CHARRNN_CACHE_DIR")
     assert idcache.cache_dir() == tmp_path / "xdg" / "charrnn" / "ids"
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative/xdg")  # not absolute: ignored, as the XDG spec says
+    assert idcache.cache_dir() == tmp_path / "home" / ".cache" / "charrnn" / "ids"
     monkeypatch.delenv("XDG_CACHE_HOME")
     assert idcache.cache_dir() == tmp_path / "home" / ".cache" / "charrnn" / "ids"
 
