@@ -190,7 +190,7 @@ class Trainer:
             total = min(total, self.cfg.max_steps)
         self.total_steps = total
         self.start_time = self.window_start = time.perf_counter()
-        self.first_step = self.step  # the first update of this process, which JAX traces and compiles
+        self.first_update = True  # not done yet: JAX compiles on this first call, so say when it is done
         self.paused = 0.0  # seconds of the current window spent on evaluation, checkpoints and samples
         per_step = self.cfg.seq_len * self.cfg.batch_size
         with tqdm(total=total * per_step, initial=self.step * per_step, unit="char", unit_scale=True,
@@ -251,8 +251,9 @@ class Trainer:
     def _after_step(self, loss, k):
         if not math.isfinite(loss):
             self._diverge(f"the loss became {loss}")
-        if not self.window and self.step == self.first_step:
+        if self.first_update:
             self.log(f"first update done in {time.perf_counter() - self.window_start:.2f} s; training")
+            self.first_update = False
         self.window.append(loss)
         self.step += 1
         self.position = k + 1  # batches done in the current epoch
