@@ -65,7 +65,7 @@ def cached_function(key, build, params, backend=DEFAULT_BACKEND):
         fn = pickle.loads(path.read_bytes())
     except Exception:  # missing, unwritten, or from another environment: compile afresh
         fn = build()
-        _write_atomically(path, pickle.dumps(fn))
+        _save(path, fn)
     for var in fn.get_shared():
         if var.name in params:
             var.set_value(params[var.name].get_value(borrow=True), borrow=True)
@@ -73,14 +73,22 @@ def cached_function(key, build, params, backend=DEFAULT_BACKEND):
     return fn
 
 
-def _write_atomically(path, data):
+def _save(path, fn):
+    """Pickle `fn` to `path` through a temporary file, so a reader never sees half of it. A cache that
+    cannot be written, or a function that does not pickle, only costs compile time later."""
     try:
+        data = pickle.dumps(fn)
         path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path.parent, delete=False) as f:
-            f.write(data)
-        os.replace(f.name, path)
-    except OSError:
-        pass  # an unwritable cache only costs time
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+    except (OSError, pickle.PicklingError, TypeError, AttributeError):
+        pass
 
 
 def _source_digest():
@@ -90,7 +98,7 @@ def _source_digest():
 
 
 def device(backend):
-    """Where the backend's functions run, in words: "cpu", or the accelerator JAX found ("NVIDIA H200")."""
+    """Where the backend's functions run, in words: "cpu", or the accelerator JAX found ("gpu NVIDIA H200")."""
     if backend != "jax":
         return "cpu"
     import jax

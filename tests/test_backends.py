@@ -47,3 +47,13 @@ def test_a_corrupt_cache_entry_is_compiled_again(cache_dir):
     for path in (cache_dir / "functions").glob("*.pkl"):
         path.write_bytes(b"not a pickle")
     assert np.array_equal(Sampler(shared_params(params), GRU, cache=True).generate([1], 20, 1.0, 0), want)
+
+
+def test_an_unwritable_cache_only_costs_compile_time(tmp_path, monkeypatch):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    monkeypatch.setenv("CHARRNN_CACHE_DIR", str(blocker / "cache"))  # cannot be created
+    params = init_params(GRU, seed=6)
+    got = Sampler(shared_params(params), GRU, cache=True).generate([1, 2], 20, 1.0, 0)
+    assert np.array_equal(got, Sampler(shared_params(params), GRU).generate([1, 2], 20, 1.0, 0))
+    assert blocker.read_text() == "not a directory"
