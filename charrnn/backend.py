@@ -74,21 +74,27 @@ def cached_function(key, build, params, backend=DEFAULT_BACKEND):
 
 
 def _save(path, fn):
-    """Pickle `fn` to `path` through a temporary file, so a reader never sees half of it. A cache that
-    cannot be written, or a function that does not pickle, only costs compile time later."""
+    """Pickle `fn` to `path`. A cache that cannot be written, or a function that does not pickle,
+    only costs compile time later."""
     try:
         data = pickle.dumps(fn)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+        write_atomically(path, lambda f: f.write(data))
     except (OSError, pickle.PicklingError, TypeError, AttributeError):
         pass
+
+
+def write_atomically(path, write):
+    """Call write(f) on a temporary file in `path`'s directory, then rename it to `path`, so a
+    reader of the cache never sees half a file; the temporary file goes on any failure."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
 
 
 def _source_digest():

@@ -12,7 +12,6 @@ import hashlib
 import json
 import os
 import stat
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -94,9 +93,9 @@ class Entry:
         self.directory.mkdir(parents=True, exist_ok=True)
         vocab, length = self._scan(chunk)
         path = self.directory / f"{self.name}.ids"
-        _write_atomically(path, lambda f: self._encode(f, vocab, length, chunk))
+        backend.write_atomically(path, lambda f: self._encode(f, vocab, length, chunk))
         meta = {"format": FORMAT, "key": self.key, "length": length, "vocab": vocab.to_json()}
-        _write_atomically(self.directory / f"{self.name}.json", lambda f: f.write(json.dumps(meta).encode("ascii")))
+        backend.write_atomically(self.directory / f"{self.name}.json", lambda f: f.write(json.dumps(meta).encode("ascii")))
         self._prune()
         return vocab, np.memmap(path, dtype=vocab.dtype, mode="r")
 
@@ -144,15 +143,3 @@ class Entry:
 
 def _digest(value):
     return hashlib.sha256(json.dumps(value).encode("utf-8")).hexdigest()[:16]
-
-
-def _write_atomically(path, write):
-    """Call write(f) on a temporary file in `path`'s directory, then rename it to `path`."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
