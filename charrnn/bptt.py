@@ -57,17 +57,19 @@ def _forward_layer(config, xw, h0, c0, W_h, b_h):
     return hs, {}, [hs[-1]]
 
 
-def _backward_layer(config, dhs, hs, h0, c0, tape, W_h):
-    """Gradients at the pre-activations, from (T, B, H) gradients at the layer's outputs.
+def _backward_layer(config, dhs, tape, h_prev, W_h):
+    """Gradients at the pre-activations, from (T, B, H) gradients at the layer's outputs; h_prev
+    is the (T, B, H) state each step started from.
 
     Returns (dA_h, dA_x): the gradient of the recurrent term h_{t-1} W_h + b_h and of the input
     term x_t W_x + b_x, both (T, B, G); they differ only for the GRU's candidate gate.
     """
+    h0 = tape["h0"]
     H = h0.type.shape[-1]
     W_hT = W_h.T
     zeros = pt.zeros(h0.type.shape, dtype=h0.dtype)
     if config.cell == "lstm":
-        c_prev = pt.concatenate([c0[None], tape["cs"][:-1]], axis=0)
+        c_prev = pt.concatenate([tape["c0"][None], tape["cs"][:-1]], axis=0)
 
         def step(dh_out, gates, tc, cp, dh, dc, W_hT):
             i, f, g, o = gates[:, :H], gates[:, H : 2 * H], gates[:, 2 * H : 3 * H], gates[:, 3 * H :]
@@ -82,8 +84,6 @@ def _backward_layer(config, dhs, hs, h0, c0, tape, W_h):
                                 return_updates=False, strict=True)
         return das[::-1], das[::-1]
     if config.cell == "gru":
-        h_prev = pt.concatenate([h0[None], hs[:-1]], axis=0)
-
         def step(dh_out, gates, hn, hp, dh, W_hT):
             r, z, n = gates[:, :H], gates[:, H : 2 * H], gates[:, 2 * H :]
             dh = dh + dh_out
@@ -104,7 +104,7 @@ def _backward_layer(config, dhs, hs, h0, c0, tape, W_h):
         da = dh * (h > 0) if config.activation == "relu" else dh * (1 - h * h)
         return pt.specify_shape(pt.dot(da, W_hT), dh.type.shape), da
 
-    _, das = pytensor.scan(step, sequences=[dhs[::-1], hs[::-1]], outputs_info=[zeros, None],
+    _, das = pytensor.scan(step, sequences=[dhs[::-1], tape["hs"][::-1]], outputs_info=[zeros, None],
                            non_sequences=[W_hT], return_updates=False, strict=True)
     return das[::-1], das[::-1]
 
@@ -133,9 +133,9 @@ def backward(x, dtop, tape, p, config, keep=None):
         W_x, b_x, W_h, b_h = model.layer_names(layer)
         t = tape[layer]
         dhs = dout if keep is None else dout * keep[layer]
-        da_h, da_x = _backward_layer(config, dhs, t["hs"], t["h0"], t["c0"], t, p[W_h])
-        rows_h, rows_x = da_h.reshape((-1, G)), da_x.reshape((-1, G))
         h_prev = pt.concatenate([t["h0"][None], t["hs"][:-1]], axis=0)
+        da_h, da_x = _backward_layer(config, dhs, t, h_prev, p[W_h])
+        rows_h, rows_x = da_h.reshape((-1, G)), da_x.reshape((-1, G))
         grads[W_h] = pt.dot(h_prev.reshape((-1, H)).T, rows_h)
         grads[b_h] = rows_h.sum(axis=0)
         grads[b_x] = rows_x.sum(axis=0)
