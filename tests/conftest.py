@@ -1,3 +1,4 @@
+import contextlib
 import shutil
 import subprocess
 import sys
@@ -6,6 +7,19 @@ from pathlib import Path
 import pytest
 
 PATTERN = "hello world! "
+
+
+@contextlib.contextmanager
+def tmpfs(mount, options):
+    """A real tmpfs mounted at `mount` (created) with mount `options`, unmounted afterwards; the
+    test is skipped where it cannot be mounted (it needs root, as on the development and CI machines)."""
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mount)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -1,7 +1,6 @@
 """Bad input gets one line on stderr, exit code 1 (runtime) or 2 (usage), no traceback, and leaves
 what was saved untouched."""
 import json
-import subprocess
 
 import numpy as np
 import pytest
@@ -9,7 +8,7 @@ from click.testing import CliRunner
 
 from charrnn import checkpoint
 from charrnn.cli import cli
-from conftest import PATTERN
+from conftest import PATTERN, tmpfs
 
 
 def run(*args, input=None):
@@ -114,15 +113,9 @@ def test_numbers_out_of_range(saved, tmp_path):
 
 
 def test_read_only_output_directory(tmp_path, saved):
-    mount = tmp_path / "readonly"
-    mount.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(mount)], capture_output=True).returncode:
-        pytest.skip("cannot mount a tmpfs here")
-    try:
+    with tmpfs(tmp_path / "readonly", "ro,size=1m") as mount:
         result = run("train", str(tmp_path / "c.txt"), "--preset", "lesson6", "--out", str(mount))
         assert result.exit_code == 1 and f"cannot write in {mount}: Read-only file system" in one_error_line(result)
-    finally:
-        subprocess.run(["umount", str(mount)], check=True)
 
 
 def test_empty_file(tmp_path):

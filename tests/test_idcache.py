@@ -1,7 +1,6 @@
 """The cache of encoded corpora, against the in-memory path (read_text, Vocab.from_text, encode)."""
 import json
 import os
-import subprocess
 
 import numpy as np
 import pytest
@@ -10,7 +9,7 @@ from click.testing import CliRunner
 from charrnn import checkpoint, idcache
 from charrnn.cli import _resume_ids, cli
 from charrnn.corpus import CorpusError, Vocab
-from conftest import PATTERN
+from conftest import PATTERN, tmpfs
 
 MIXED = "Ünïcödé: naïve café, 日本語 and 🙂\r\nplain ASCII too.\n"
 
@@ -130,11 +129,7 @@ def test_an_unwritable_cache_falls_back_to_memory(tmp_path, monkeypatch):
 
 
 def test_a_full_cache_disk_falls_back_and_leaves_nothing(tmp_path, monkeypatch):
-    mount = tmp_path / "tiny"
-    mount.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], capture_output=True).returncode:
-        pytest.skip("cannot mount a tmpfs here")
-    try:
+    with tmpfs(tmp_path / "tiny", "size=64k") as mount:
         monkeypatch.setenv("CHARRNN_CACHE_DIR", str(mount))
         path = corpus_file(tmp_path, PATTERN * 10_000)  # 130 kB of ids: more than the disk holds
         notices = []
@@ -142,8 +137,6 @@ def test_a_full_cache_disk_falls_back_and_leaves_nothing(tmp_path, monkeypatch):
         np.testing.assert_array_equal(ids, reference(PATTERN * 10_000)[1])
         assert len(notices) == 2 and "No space left on device" in notices[1]
         assert list((mount / "ids").iterdir()) == []  # no temporary file, no sidecar
-    finally:
-        subprocess.run(["umount", str(mount)], check=True)
 
 
 def test_an_interrupted_or_damaged_entry_is_encoded_again(tmp_path, cache, monkeypatch):

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from charrnn import checkpoint
 from charrnn.cli import cli
-from conftest import PATTERN
+from conftest import PATTERN, tmpfs
 
 SMALL = ["--cell", "gru", "--layers", "2", "--hidden", "16", "--batch-size", "4", "--seq-len", "8",
          "--dropout", "0.2", "--log-every", "1", "--eval-every", "7", "--checkpoint-every", "1000",
@@ -110,13 +110,9 @@ def test_kill_9_leaves_loadable_checkpoints(tmp_path, charrnn_cmd):
 
 @pytest.fixture
 def tiny_filesystem(tmp_path):
-    """A real 8 MB tmpfs, unmounted afterwards (needs root, as on the development and CI machines)."""
-    mount = tmp_path / "tiny"
-    mount.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount)], capture_output=True).returncode:
-        pytest.skip("cannot mount a tmpfs here")
-    yield mount
-    subprocess.run(["umount", str(mount)], check=True)
+    """A real 8 MB tmpfs."""
+    with tmpfs(tmp_path / "tiny", "size=8m") as mount:
+        yield mount
 
 
 def test_a_full_disk_keeps_the_previous_checkpoint(tmp_path, tiny_filesystem):
