@@ -117,7 +117,8 @@ def torch_worker(model_cfg, cfg, stream):
 
 
 def worker(kind, name, corpus, backend, threads):
-    """Serve the parent: 'ready' after the first update, then one timing per 'N' line, then peak RSS."""
+    """Serve the parent: 'ready' after the first update, then one timing per 'N' line, then peak
+    RSS and the page faults per timed update (memory the process had to fault in again)."""
     vocab, model_cfg, cfg, stream = load_batches(corpus, name)
     if kind == "torch":
         import torch
@@ -127,18 +128,21 @@ def worker(kind, name, corpus, backend, threads):
     else:
         update = charrnn_worker(vocab, model_cfg, cfg, stream, backend)
     update(0)
-    k = 1
+    k, faults = 1, 0
     print("ready", flush=True)
     for line in sys.stdin:
         if line.strip() == "quit":
             break
         n = int(line)
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         start = time.perf_counter()
         for _ in range(n):
             update(k % len(stream))
             k += 1
         print(time.perf_counter() - start, flush=True)
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, flush=True)
+        faults += resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    print(usage.ru_maxrss * 1024, faults / max(k - 1, 1), flush=True)
 
 
 # ----------------------------------------------------------------------------------------- parent
@@ -157,7 +161,8 @@ def start_worker(kind, name, args, cache):
 def ask(proc, line):
     proc.stdin.write(line + "\n")
     proc.stdin.flush()
-    return float(proc.stdout.readline())
+    values = [float(v) for v in proc.stdout.readline().split()]
+    return values[0] if len(values) == 1 else values
 
 
 def compare(name, args):
@@ -172,16 +177,19 @@ def compare(name, args):
         for _ in range(args.rounds):
             for kind, proc in procs.items():
                 rates[kind].append(chars / ask(proc, str(steps)))
-        rss = {kind: ask(proc, "quit") for kind, proc in procs.items()}
+        rss, faults = {}, {}
+        for kind, proc in procs.items():
+            rss[kind], faults[kind] = ask(proc, "quit")
         for proc in procs.values():
             proc.wait()
     med = {kind: statistics.median(r) for kind, r in rates.items()}
     print(f"\n{description} ({args.rounds} rounds of {steps} updates, {chars:,} characters each)")
-    print(f"{'':8} {'chars/s (median)':>17} {'min':>8} {'max':>8} {'first update s':>15} {'peak RSS MB':>12}")
+    print(f"{'':8} {'chars/s (median)':>17} {'min':>8} {'max':>8} {'first update s':>15} {'peak RSS MB':>12} "
+          f"{'faults/update':>14}")
     for kind in procs:
         label = f"{kind} ({args.backend})" if kind == "charrnn" else kind
         print(f"{label:14} {med[kind]:11,.0f} {min(rates[kind]):8,.0f} {max(rates[kind]):8,.0f} "
-              f"{first[kind]:15.1f} {rss[kind] / 2**20:12.0f}")
+              f"{first[kind]:15.1f} {rss[kind] / 2**20:12.0f} {faults[kind]:14,.0f}")
     print(f"ratio charrnn / torch: {med['charrnn'] / med['torch']:.2f}", flush=True)
 
 
