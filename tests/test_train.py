@@ -134,3 +134,20 @@ def test_dropout_is_active_in_training_only(tmp_path):
     assert a == evaluate(batch[0], batch[1], batch[2], states)[0]  # evaluation is deterministic
     no_drop = step(*batch, states, np.ones((2, 8, 2, 16), np.float32), zero_lr)[0]
     assert float(a) / 16 == pytest.approx(float(no_drop), rel=1e-5)  # and equals the unmasked network
+
+
+def test_validation_passes_show_their_progress(tmp_path, capsys):
+    """With the bar on (a terminal), each validation pass counts its characters on a bar of its
+    own, which goes when the pass is done; the training bar stays."""
+    text = PATTERN * 30
+    vocab = Vocab.from_text(text)
+    model_cfg, train_cfg = build_configs(len(vocab), hidden=8, layers=1, batch_size=2, seq_len=8, max_steps=4,
+                                         eval_every=2, val_frac=0.2)
+    trainer = Trainer(vocab, model_cfg, train_cfg, tmp_path, log=lambda m: None, progress=False)
+    trainer.compile()
+    train_ids, val_ids = split(vocab.encode(text), train_cfg.val_frac)
+    trainer.run(train_ids, val_ids)
+    err = capsys.readouterr().err
+    chars = len(trainer.val_stream) * trainer.val_stream.T * trainer.val_stream.B
+    assert err.count(f"validation:   0%|          | 0.00/{chars:.1f}") == 2  # passes at steps 2 and 4
+    assert err.rstrip().split("\r")[-1].startswith("jax on cpu: 100%")  # and the validation bar is gone
