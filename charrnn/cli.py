@@ -363,12 +363,22 @@ def eval_command(file, checkpoint_path, encoding, as_json, backend, quiet):
     if len(known) < 2:
         raise click.ClickException(f"{file} has {len(known)} characters in the checkpoint's vocabulary; need 2")
     ids = vocab.encode(known)
+    # On a terminal, a bar counts the characters scored (a large file takes minutes).
+    with tqdm(unit="char", unit_scale=True, desc="scoring", leave=False, disable=True if quiet else None,
+              file=sys.stderr, dynamic_ncols=True) as bar:
+        model_scores = score_model(params, meta, ids, backend, progress=lambda total: _reset(bar, total))
     report = {
         "file": file, "characters": len(text), "unknown": len(text) - len(known), "unknown_chars": unknown,
-        "model": score_model(params, meta, ids, backend),
+        "model": model_scores,
         "unigram": score_unigram(meta["char_counts"], ids) if "char_counts" in meta else None,
     }
     click.echo(json.dumps(report, ensure_ascii=False) if as_json else format_eval(report))
+
+
+def _reset(bar, total):
+    """Give a bar its total once it is known; its update method counts progress towards it."""
+    bar.reset(total=total)
+    return bar.update
 
 
 @cli.command(context_settings=ENV)

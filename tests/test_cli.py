@@ -1,7 +1,10 @@
+import fcntl
 import json
 import os
 import signal
+import struct
 import subprocess
+import termios
 import time
 
 import pytest
@@ -293,3 +296,35 @@ def test_predict_streams_and_stops_quietly_in_a_pipe(trained_run, charrnn_cmd):
     done = subprocess.run(f"{cmd} predict --seed hello --length 1000000 --checkpoint '{trained_run}/latest.npz' "
                           f"| head -c 10", shell=True, capture_output=True, text=True, timeout=120)
     assert done.stdout == " world! he" and done.stderr == ""
+
+
+def on_a_terminal(cmd):
+    """Run cmd with stderr on an 80-column pseudo-terminal (where progress bars show): (stdout, stderr)."""
+    leader, follower = os.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))  # a new one is 0 wide
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=follower)
+    os.close(follower)
+    err = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # EIO: the process closed the terminal
+            break
+        if not chunk:
+            break
+        err += chunk
+    out = proc.communicate(timeout=120)[0]
+    os.close(leader)
+    return out.decode(), err.decode(errors="replace")
+
+
+def test_eval_shows_its_progress_on_a_terminal_only(trained_run, tmp_path, charrnn_cmd):
+    held_out = tmp_path / "held.txt"
+    held_out.write_text(PATTERN * 50, encoding="utf-8")
+    cmd = [*charrnn_cmd, "eval", str(held_out), "--checkpoint", str(trained_run / "latest.npz"), "--json"]
+    out, err = on_a_terminal(cmd)
+    assert json.loads(out)["characters"] == len(PATTERN) * 50  # the report is untouched on stdout
+    assert "scoring" in err and "char" in err
+    piped = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    assert piped.stdout == out and "scoring" not in piped.stderr
+    assert "scoring" not in on_a_terminal([*cmd, "--quiet"])[1]
