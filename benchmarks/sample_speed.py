@@ -22,8 +22,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 from charrnn import checkpoint
 from charrnn.model import shared_params
 from charrnn.sample import Sampler

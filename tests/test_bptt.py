@@ -13,7 +13,9 @@ from charrnn.model import ModelConfig
 from reference import finite_difference_grads, random_params
 
 V, H, T, B = 5, 4, 6, 3
-CELLS = [("rnn", "relu", 1), ("rnn", "tanh", 2), ("gru", "relu", 2), ("lstm", "relu", 2)]  # 2 layers: both input paths
+CELLS = [("rnn", "relu", 1, 0.3), ("rnn", "tanh", 2, 0.3), ("gru", "relu", 2, 0.3), ("lstm", "relu", 2, 0.3),
+         ("gru", "relu", 3, 0.3), ("lstm", "relu", 3, 0.3),  # 3: a layer both below and above another in the wavefront
+         ("rnn", "relu", 2, 0.0), ("gru", "relu", 2, 0.0), ("lstm", "relu", 3, 0.0)]  # no dropout masks at all
 compile_function = partial(compile_in, backend="c")  # float64 (JAX computes in float32)
 
 
@@ -21,28 +23,30 @@ def weighted_loss(top, p, y, w):
     return (model.token_nll(model.output_logits(top, p), y) * w.reshape((-1,))).sum()
 
 
-@pytest.mark.parametrize("cell,activation,layers", CELLS)
-def test_written_out_gradients_equal_autodiff(cell, activation, layers):
-    config = ModelConfig(vocab_size=V, hidden=H, cell=cell, layers=layers, activation=activation, dropout=0.3)
+@pytest.mark.parametrize("cell,activation,layers,dropout,wavefront",
+                         [(*c, w) for c in CELLS for w in (False, True) if c[2] > 1 or not w])  # 1 layer: no wavefront
+def test_written_out_gradients_equal_autodiff(cell, activation, layers, dropout, wavefront):
+    config = ModelConfig(vocab_size=V, hidden=H, cell=cell, layers=layers, activation=activation, dropout=dropout)
     rng = np.random.default_rng(7)
     p = model.shared_params(random_params(V, H, seed=3, config=config))
     x, y = (pt.tensor(n, dtype="int32", shape=(T, B)) for n in "xy")
     w = pt.tensor("w", dtype="float64", shape=(T, B))
     states0 = pt.tensor("states", dtype="float64", shape=(config.state_size, B, H))
-    keep = pt.tensor("keep", dtype="float64", shape=(layers, T, B, H))
+    keep = pt.tensor("keep", dtype="float64", shape=(layers, T, B, H)) if dropout else None
     names = list(p)
     top_ref, finals_ref = model.run_layers(x, states0, p, config, keep=keep)
     loss_ref = weighted_loss(top_ref, p, y, w)
     auto = pytensor.grad(loss_ref, [p[n] for n in names])
-    top, finals, tape = bptt.forward(x, states0, p, config, keep)
+    top, finals, tape = bptt.forward(x, states0, p, config, keep, wavefront)
     loss = weighted_loss(top, p, y, w)
     dW_y, db_y, dtop = pytensor.grad(loss, [p["W_y"], p["b_y"], top])
     written = {"W_y": dW_y, "b_y": db_y, **bptt.backward(x, dtop, tape, p, config, keep)}
-    fn = compile_function([x, y, w, states0, keep],
+    masks = [keep] if dropout else []
+    fn = compile_function([x, y, w, states0, *masks],
                           [loss_ref, loss, finals_ref, finals, *auto, *(written[n] for n in names)])
     args = (rng.integers(0, V, (T, B)).astype(np.int32), rng.integers(0, V, (T, B)).astype(np.int32),
             (rng.random((T, B)) > 0.2).astype(float), rng.normal(0, 0.5, (config.state_size, B, H)),
-            (rng.random((layers, T, B, H)) > 0.3) / 0.7)
+            *([(rng.random((layers, T, B, H)) > 0.3) / (1 - dropout)] if dropout else []))
     out = fn(*args)
     np.testing.assert_allclose(out[0], out[1], rtol=1e-12)
     np.testing.assert_allclose(out[2], out[3], rtol=1e-12)
