@@ -69,10 +69,7 @@ def compile_train_step(params, opt_state, model_cfg, train_cfg):
     states0 = pt.tensor("states", dtype=dtype, shape=(model_cfg.state_size, B, H))
     keep = pt.tensor("keep", dtype=dtype, shape=(model_cfg.layers, T, B, H)) if model_cfg.dropout else None
     lr = pt.scalar("lr", dtype=dtype)  # an input, so a schedule never recompiles
-    # The wavefront loop over stacked layers: with JAX the default configuration trained 1.05-1.10x
-    # faster in alternating A/B runs (the LSTM 2x256 0.97-1.03x); with C 0.85x.
-    wavefront = train_cfg.backend == "jax"
-    top, finals, tape = bptt.forward(x, states0, params, model_cfg, keep, wavefront)
+    top, finals, tape = bptt.forward(x, states0, params, model_cfg, keep)
     total = (model.token_nll(model.output_logits(top, params), y) * w.reshape((-1,))).sum()
     mean = total / w.sum()
     # Autodiff from the loss down to the top layer's outputs, then the recurrent layers by hand.

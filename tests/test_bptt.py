@@ -14,7 +14,7 @@ from reference import finite_difference_grads, random_params
 
 V, H, T, B = 5, 4, 6, 3
 CELLS = [("rnn", "relu", 1, 0.3), ("rnn", "tanh", 2, 0.3), ("gru", "relu", 2, 0.3), ("lstm", "relu", 2, 0.3),
-         ("gru", "relu", 3, 0.3), ("lstm", "relu", 3, 0.3),  # 3: a layer both below and above another in the wavefront
+         ("gru", "relu", 3, 0.3), ("lstm", "relu", 3, 0.3),  # 3: a middle layer, both below and above another
          ("rnn", "relu", 2, 0.0), ("gru", "relu", 2, 0.0), ("lstm", "relu", 3, 0.0)]  # no dropout masks at all
 compile_function = partial(compile_in, backend="c")  # float64 (JAX computes in float32)
 
@@ -23,9 +23,8 @@ def weighted_loss(top, p, y, w):
     return (model.token_nll(model.output_logits(top, p), y) * w.reshape((-1,))).sum()
 
 
-@pytest.mark.parametrize("cell,activation,layers,dropout,wavefront",
-                         [(*c, w) for c in CELLS for w in (False, True) if c[2] > 1 or not w])  # 1 layer: no wavefront
-def test_written_out_gradients_equal_autodiff(cell, activation, layers, dropout, wavefront):
+@pytest.mark.parametrize("cell,activation,layers,dropout", CELLS)
+def test_written_out_gradients_equal_autodiff(cell, activation, layers, dropout):
     config = ModelConfig(vocab_size=V, hidden=H, cell=cell, layers=layers, activation=activation, dropout=dropout)
     rng = np.random.default_rng(7)
     p = model.shared_params(random_params(V, H, seed=3, config=config))
@@ -37,7 +36,7 @@ def test_written_out_gradients_equal_autodiff(cell, activation, layers, dropout,
     top_ref, finals_ref = model.run_layers(x, states0, p, config, keep=keep)
     loss_ref = weighted_loss(top_ref, p, y, w)
     auto = pytensor.grad(loss_ref, [p[n] for n in names])
-    top, finals, tape = bptt.forward(x, states0, p, config, keep, wavefront)
+    top, finals, tape = bptt.forward(x, states0, p, config, keep)
     loss = weighted_loss(top, p, y, w)
     dW_y, db_y, dtop = pytensor.grad(loss, [p["W_y"], p["b_y"], top])
     written = {"W_y": dW_y, "b_y": db_y, **bptt.backward(x, dtop, tape, p, config, keep)}
