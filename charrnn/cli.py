@@ -366,19 +366,13 @@ def eval_command(file, checkpoint_path, encoding, as_json, backend, quiet):
     # On a terminal, a bar counts the characters scored (a large file takes minutes).
     with tqdm(unit="char", unit_scale=True, desc="scoring", leave=False, disable=True if quiet else None,
               file=sys.stderr, dynamic_ncols=True) as bar:
-        model_scores = score_model(params, meta, ids, backend, progress=lambda total: _reset(bar, total))
+        model_scores = score_model(params, meta, ids, backend, bar)
     report = {
         "file": file, "characters": len(text), "unknown": len(text) - len(known), "unknown_chars": unknown,
         "model": model_scores,
         "unigram": score_unigram(meta["char_counts"], ids) if "char_counts" in meta else None,
     }
     click.echo(json.dumps(report, ensure_ascii=False) if as_json else format_eval(report))
-
-
-def _reset(bar, total):
-    """Give a bar its total once it is known; its update method counts progress towards it."""
-    bar.reset(total=total)
-    return bar.update
 
 
 @cli.command(context_settings=ENV)

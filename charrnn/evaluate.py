@@ -16,15 +16,14 @@ def summary(nats, correct, count):
             "accuracy": correct / count}
 
 
-def score_model(params, meta, ids, backend, progress=None):
-    """Loss and accuracy of the checkpoint on (N,) ids, read in streams as in its validation.
-    progress(total) returns a callback told the characters of each batch as it is scored."""
+def score_model(params, meta, ids, backend, bar=None):
+    """Loss and accuracy of the checkpoint on (N,) ids, read in streams as in its validation;
+    an optional tqdm `bar` counts the positions scored."""
     config, train = model_config(meta), meta.get("train", {})
     stream = eval_stream(ids, train.get("batch_size", 1), train.get("seq_len", 8))
     eval_fn = compile_eval_step(shared_params(params), config, (stream.T, stream.B), backend)
     dtype = params["W_y"].dtype
-    done = progress(len(stream) * stream.T * stream.B) if progress else None
-    return summary(*evaluate_stream(eval_fn, stream, config, train.get("carry_state", False), dtype, done))
+    return summary(*evaluate_stream(eval_fn, stream, config, train.get("carry_state", False), dtype, bar))
 
 
 def score_unigram(char_counts, ids):

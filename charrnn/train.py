@@ -97,18 +97,20 @@ def compile_eval_step(params, model_cfg, shape, backend=DEFAULT_BACKEND):
     return compile_function([x, y, w, states0], [total, correct, finals], backend=backend)
 
 
-def evaluate_stream(eval_fn, stream, model_cfg, carry_state, dtype="float32", done=None):
-    """(summed nats, correct guesses, characters) over every target of a BatchStream; done(n) is
-    called with the characters of each batch as it is scored."""
+def evaluate_stream(eval_fn, stream, model_cfg, carry_state, dtype="float32", bar=None):
+    """(summed nats, correct guesses, characters) over every target of a BatchStream; a tqdm `bar`
+    is given the positions to score and counts them as each batch is scored."""
     total = correct = count = 0.0
     zeros = np.zeros((model_cfg.state_size, stream.B, model_cfg.hidden), dtype=dtype)
     states = zeros
+    if bar is not None:
+        bar.reset(total=len(stream) * stream.T * stream.B)
     for k in range(len(stream)):
         x, y, w = stream.batch(k)
         nll, right, states = eval_fn(x, y, w.astype(dtype), states if carry_state else zeros)
         total, correct, count = total + float(nll), correct + float(right), count + float(w.sum())
-        if done is not None:
-            done(x.size)
+        if bar is not None:
+            bar.update(x.size)
     return total, correct, count
 
 
@@ -324,11 +326,10 @@ class Trainer:
         """Mean nats per character over the validation part; keeps best.npz at the lowest."""
         start = time.perf_counter()
         # A pass over a large corpus's validation part takes a while (5 MB: over a minute): show it.
-        chars = len(self.val_stream) * self.val_stream.T * self.val_stream.B
-        with tqdm(total=chars, unit="char", unit_scale=True, desc="validation", leave=False, disable=self.progress,
+        with tqdm(unit="char", unit_scale=True, desc="validation", leave=False, disable=self.progress,
                   file=sys.stderr, dynamic_ncols=True) as bar:
             total, _, count = evaluate_stream(self.eval_fn, self.val_stream, self.model_cfg, self.cfg.carry_state,
-                                              self.params["W_y"].dtype, done=bar.update)
+                                              self.params["W_y"].dtype, bar)
         self.val_loss, self.val_loss_step = total / count, self.step
         self._write_metrics({"val_loss": round(self.val_loss, 6), "val_bpc": round(self.val_loss / math.log(2), 6)})
         note = ""
