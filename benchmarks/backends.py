@@ -19,7 +19,7 @@ import numpy as np
 from charrnn.backend import BACKENDS
 from charrnn.corpus import BatchStream, Vocab, read_text
 from charrnn.model import init_params, shared_params
-from charrnn.presets import build_configs
+from charrnn.configs import build_configs
 from charrnn.train import compile_train_step
 
 DEFAULT_CORPUS = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare.txt"

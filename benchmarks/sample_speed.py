@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from charrnn import checkpoint
+from charrnn import checkpoint, configs
 from charrnn.model import shared_params
 from charrnn.sample import Sampler
 
@@ -97,7 +97,7 @@ def main():
             label, options = MODELS[name]
             path = train_checkpoint(args.corpus, options, os.path.join(tmp, name))
             params, meta = checkpoint.load(path)
-            config = checkpoint.model_config(meta)
+            config = configs.model_config(meta)
             sampler = Sampler(shared_params(params), config, None, args.backend)
             seed = [1, 2, 3]
             sampler.generate(seed, 10)  # compiles

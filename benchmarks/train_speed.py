@@ -40,7 +40,11 @@ CONFIGS = {
 def load_batches(corpus, name):
     """The vocabulary, configurations and batch stream both workers train on."""
     from charrnn.corpus import BatchStream, Vocab, read_text
-    from charrnn.presets import build_configs
+
+    try:
+        from charrnn.configs import build_configs
+    except ImportError:  # a checkout from before configs.py (compare_commits.py runs those too)
+        from charrnn.presets import build_configs
 
     text = read_text(corpus)
     vocab = Vocab.from_text(text)
@@ -62,18 +66,21 @@ def charrnn_worker(vocab, model_cfg, cfg, stream, backend):
     trainer = Trainer(vocab, model_cfg, cfg, out, log=lambda msg: None)
     trainer.compile()
     lr = np.asarray(cfg.lr, dtype=np.float32)
-    trainer.states = trainer.zero_states(cfg.batch_size)
+    zeros = np.zeros((model_cfg.state_size, cfg.batch_size, model_cfg.hidden), dtype=np.float32)
     trainer.stream = stream
-    pending = {}
+    carried, pending, step = [zeros], {}, [0]
+
+    def inputs(k, step):
+        """Batch k's x, y, w and dropout multipliers (none without dropout)."""
+        made = trainer._inputs(k, step)
+        return (*made[0], *made[1]) if len(made) == 2 else made  # before configs.py: (batch, keep)
 
     def update(k):
-        """Update on batch k, preparing batch k + 1 while it runs, as Trainer._epoch does."""
-        batch, keep = pending.pop(k, None) or trainer._inputs(k, trainer.step)
-        if not cfg.carry_state:
-            trainer.states = trainer.zero_states(cfg.batch_size)
-        loss, trainer.states = trainer.step_fn(*batch, trainer.states, *keep, lr)
-        pending[k + 1] = trainer._inputs((k + 1) % len(stream), trainer.step + 1)
-        trainer.step += 1
+        """Update on batch k, preparing batch k + 1 while it runs, as Trainer._update does."""
+        x, y, w, *keep = pending.pop(k, None) or inputs(k, step[0])
+        loss, carried[0] = trainer.step_fn(x, y, w, carried[0] if cfg.carry_state else zeros, *keep, lr)
+        pending[k + 1] = inputs((k + 1) % len(stream), step[0] + 1)
+        step[0] += 1
         return float(loss)
 
     return update

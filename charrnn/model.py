@@ -1,9 +1,10 @@
-"""The networks as PyTensor graphs: configuration, parameters, the scan step of each cell, the loss.
+"""The networks as PyTensor graphs: configuration, parameters, the layer loops, the loss.
 
 Pure graph code: no I/O and no printing. Row-vector convention throughout: a batch of hidden
-states is (B, H), a sequence of them (T, B, H), and a layer computes x·W_x + h·W_h. Gate blocks
-sit side by side in the columns of W_x, W_h, b_x and b_h in PyTorch's order (LSTM: i, f, g, o;
-GRU: r, z, n), so W_x is PyTorch's weight_ih transposed and b_x its bias_ih.
+states is (B, H), a sequence of them (T, B, H), and a layer computes x·W_x + h·W_h. Each cell's
+equations live in cells.py; the functions here drive any of them. Gate blocks sit side by side in
+the columns of W_x, W_h, b_x and b_h in PyTorch's order (LSTM: i, f, g, o; GRU: r, z, n), so W_x
+is PyTorch's weight_ih transposed and b_x its bias_ih.
 """
 from dataclasses import dataclass
 
@@ -13,14 +14,12 @@ import pytensor.tensor as pt
 from pytensor.gradient import zero_grad
 
 import charrnn.backend  # noqa: F401  sets floatX to float32 before any graph is built
-
-GATES = {"rnn": 1, "gru": 3, "lstm": 4}  # column blocks per cell
-
+from charrnn import cells
 
 @dataclass(frozen=True)
 class ModelConfig:
     vocab_size: int  # distinct characters; the one-hot input and softmax output width
-    cell: str = "gru"  # rnn (lesson 6), gru or lstm; gru won the 20-minute sweep (benchmarks/sweep.py)
+    cell: str = "gru"  # rnn (lesson 6), gru or lstm (cells.CELLS); gru won the 20-minute sweep (benchmarks/sweep.py)
     hidden: int = 256  # units per layer; lesson 6: n_hidden = 256
     layers: int = 2  # stacked recurrent layers (lesson 6: 1)
     activation: str = "relu"  # rnn only: relu (lesson 6) or tanh
@@ -29,7 +28,7 @@ class ModelConfig:
     @property
     def state_size(self):
         """Number of (B, H) state tensors: h per layer, and c too for LSTM."""
-        return self.layers * (2 if self.cell == "lstm" else 1)
+        return self.layers * cells.CELLS[self.cell].states
 
 
 def layer_names(layer):
@@ -40,7 +39,7 @@ def layer_names(layer):
 
 def param_shapes(config):
     """Every parameter's name and shape, in checkpoint order."""
-    V, H, G = config.vocab_size, config.hidden, GATES[config.cell] * config.hidden
+    V, H, G = config.vocab_size, config.hidden, cells.CELLS[config.cell].gates * config.hidden
     shapes = {}
     for layer in range(config.layers):
         W_x, b_x, W_h, b_h = layer_names(layer)
@@ -49,27 +48,15 @@ def param_shapes(config):
 
 
 def init_params(config, seed=0, dtype="float32"):
-    """Initial weights as numpy arrays keyed by name.
-
-    rnn: the lesson's W_h = identity and normal(0, sqrt(2/rows)) input weights. gru and lstm:
-    PyTorch's uniform(-1/sqrt(H), 1/sqrt(H)); the LSTM forget-gate bias starts at 1 so the cell
-    remembers by default. W_y is normal(0, sqrt(2/H)) and other biases zero for every cell.
-    """
+    """Initial weights as numpy arrays keyed by name: each layer's as its cell initialises them
+    (cells.py), W_y normal(0, sqrt(2/H)), other biases zero."""
     rng = np.random.default_rng(seed)
-    H, k = config.hidden, 1 / np.sqrt(config.hidden)
+    cell = cells.cell(config)
     arrays = {name: np.zeros(shape) for name, shape in param_shapes(config).items()}
     for layer in range(config.layers):
         W_x, b_x, W_h, _ = layer_names(layer)
-        if config.cell == "rnn":
-            rows = arrays[W_x].shape[0]
-            arrays[W_x] = rng.normal(0.0, np.sqrt(2.0 / rows), size=arrays[W_x].shape)
-            arrays[W_h] = np.eye(H)  # identity init keeps gradients from vanishing early (Le et al., 2015)
-        else:
-            arrays[W_x] = rng.uniform(-k, k, size=arrays[W_x].shape)
-            arrays[W_h] = rng.uniform(-k, k, size=arrays[W_h].shape)
-        if config.cell == "lstm":
-            arrays[b_x][H : 2 * H] = 1.0  # forget gate
-    arrays["W_y"] = rng.normal(0.0, np.sqrt(2.0 / H), size=(H, config.vocab_size))
+        cell.init(rng, arrays[W_x], arrays[W_h], arrays[b_x])
+    arrays["W_y"] = rng.normal(0.0, np.sqrt(2.0 / config.hidden), size=(config.hidden, config.vocab_size))
     return {name: a.astype(dtype) for name, a in arrays.items()}
 
 
@@ -83,98 +70,76 @@ def input_projection(x, W_x, b_x):
     return W_x[x] + b_x
 
 
-def rnn_step(xw_t, h_tm1, W_h, b_h, activation="relu"):
-    """h_t = act(x_t·W_x + b_x + h_{t-1}·W_h + b_h), with x_t·W_x + b_x already computed."""
-    a = xw_t + pt.dot(h_tm1, W_h) + b_h
-    return pt.maximum(a, 0) if activation == "relu" else pt.tanh(a)
-
-
-def gru_step(xw_t, h_tm1, W_h, b_h):
-    """PyTorch's GRU: r, z = sigmoid(...); n = tanh(x_n + r * (h·W_hn + b_hn)); h = (1 - z) n + z h."""
-    H = h_tm1.shape[-1]
-    hw = pt.dot(h_tm1, W_h) + b_h  # (B, 3H)
-    r = pt.sigmoid(xw_t[:, :H] + hw[:, :H])
-    z = pt.sigmoid(xw_t[:, H : 2 * H] + hw[:, H : 2 * H])
-    n = pt.tanh(xw_t[:, 2 * H :] + r * hw[:, 2 * H :])
-    return (1 - z) * n + z * h_tm1
-
-
-def lstm_step(xw_t, h_tm1, c_tm1, W_h, b_h):
-    """PyTorch's LSTM: i, f, o = sigmoid(...), g = tanh(...); c = f c + i g; h = o tanh(c)."""
-    H = h_tm1.shape[-1]
-    a = xw_t + pt.dot(h_tm1, W_h) + b_h  # (B, 4H), one product for all gates
-    i, f = pt.sigmoid(a[:, :H]), pt.sigmoid(a[:, H : 2 * H])
-    g, o = pt.tanh(a[:, 2 * H : 3 * H]), pt.sigmoid(a[:, 3 * H :])
-    c = f * c_tm1 + i * g
-    return o * pt.tanh(c), c
-
-
-def cell_step(config, xw_t, states, W_h, b_h):
-    """One step of one layer's cell: its new states as a list (h, or h and c)."""
-    if config.cell == "lstm":
-        return list(lstm_step(xw_t, *states, W_h, b_h))
-    if config.cell == "gru":
-        return [gru_step(xw_t, *states, W_h, b_h)]
-    return [rnn_step(xw_t, *states, W_h, b_h, config.activation)]
+def input_term(cell, layer, inputs, p):
+    """Layer `layer`'s input term for ids (layer 0) or the layer below's outputs, with b_h folded
+    in where the cell allows, and the recurrent weights: (a_x, W_h, b_h)."""
+    W_x, b_x, W_h, b_h = (p[name] for name in layer_names(layer))
+    a_x = input_projection(inputs, W_x, b_x) if layer == 0 else pt.dot(inputs, W_x) + b_x
+    return (a_x + b_h, W_h, None) if cell.folds_bias else (a_x, W_h, b_h)
 
 
 def step_layers(x_t, states, p, config):
     """One time step of every layer for (B,) ids from (S, B, H) states, as plain graph (no scan):
     the body of the generator's scan. Returns the top layer's (B, H) output and the new states."""
-    per_layer = config.state_size // config.layers
-    h, new = None, []
+    cell = cells.cell(config)
+    h, new = x_t, []
     for layer in range(config.layers):
-        W_x, b_x, W_h, b_h = (p[name] for name in layer_names(layer))
-        xw = input_projection(x_t, W_x, b_x) if layer == 0 else pt.dot(h, W_x) + b_x
-        out = cell_step(config, xw, [states[layer * per_layer + i] for i in range(per_layer)], W_h, b_h)
+        a_x, W_h, b_h = input_term(cell, layer, h, p)
+        out, _ = cell.step(a_x, [states[layer * cell.states + i] for i in range(cell.states)], W_h, b_h)
         new.extend(out)
         h = out[0]
     return h, pt.stack(new)
 
 
-def _layer_step(config):
-    """The scan step of one layer as f(xw_t, m_t, *states, W_h, b_h) -> new states (a list)."""
-    def step(xw_t, m_t, *rest):
-        *states, W_h, b_h = rest
-        new = cell_step(config, xw_t, states, W_h, b_h)
+def run_layer(cell, a_x, states0, W_h, b_h, mask=None, tape=False):
+    """Scan one layer over its (T, B, G) input term from a list of (B, H) states.
+
+    Returns (outs, saved): the (T, B, H) sequence of each state (h first), and with tape=True the
+    cell's saved tensors by name (gate activations: what the backward pass and explain read).
+    mask: optional (T, B) 0/1; where 0 the state stays at zero, so a right-aligned shorter sequence
+    gives the states it would give alone.
+    """
+    n = len(states0)
+    recurrent = [W_h] if b_h is None else [W_h, b_h]
+
+    def step(a_t, *rest):
+        m_t, rest = (rest[0], rest[1:]) if mask is not None else (None, rest)
+        states, weights = rest[:n], rest[n:]
+        new, saved = cell.step(a_t, list(states), weights[0], weights[1] if len(weights) > 1 else None)
         if m_t is not None:  # masked steps hold the state at zero (left padding of a window)
             new = [m_t[:, None] * s for s in new]
-        return [pt.specify_shape(s, old.type.shape) for s, old in zip(new, states, strict=True)]
+        new = [pt.specify_shape(s, old.type.shape) for s, old in zip(new, states, strict=True)]
+        return new + (saved if tape else [])
 
-    return step
+    outs = pytensor.scan(step, sequences=[a_x] if mask is None else [a_x, mask],
+                         outputs_info=[*states0, *([None] * len(cell.saved) if tape else [])],
+                         non_sequences=recurrent, return_updates=False, strict=True)
+    outs = list(outs) if isinstance(outs, (list, tuple)) else [outs]
+    T, B = a_x.type.shape[:2]
+    states = [pt.specify_shape(o, (T, B, None)) for o in outs[:n]]  # static T, B where known (JAX)
+    return states, dict(zip(cell.saved, outs[n:])) if tape else {}
 
 
-def run_layers(x, states0, p, config, mask=None, keep=None):
+def run_layers(x, states0, p, config, mask=None, keep=None, tape=False):
     """Run all layers over (T, B) ids from (S, B, H) states.
 
-    mask: optional (T, B) 0/1; where 0 the state stays at zero, so a right-aligned shorter sequence
-    gives the states it would give alone. keep: optional (layers, T, B, H) dropout multipliers
-    (0 or 1/(1-p)) applied to each layer's output. Returns the top layer's (T, B, H) outputs and
-    the (S, B, H) final states.
+    keep: optional (layers, T, B, H) dropout multipliers (0 or 1/(1-p)) applied to each layer's
+    output; mask: see run_layer. Returns the top layer's (T, B, H) outputs (after dropout), the
+    (S, B, H) final states, and per layer a tape: its `inputs`, `states0` and `outs` (lists of
+    states), `hs` and `h_prev` (the (T, B, H) state each step started from) and, with tape=True,
+    the cell's saved activations ("gates", "hn" or "tanh_c").
     """
-    per_layer = config.state_size // config.layers
-    step = _layer_step(config)
-    inputs, finals = None, []
+    cell = cells.cell(config)
+    inputs, finals, tapes = x, [], []
     for layer in range(config.layers):
-        W_x, b_x, W_h, b_h = (p[name] for name in layer_names(layer))
-        if layer == 0:
-            xw = input_projection(x, W_x, b_x)  # (T, B, G)
-        else:  # one (T*B, H) x (H, G) product for all time steps, outside the scan
-            xw = pt.dot(inputs, W_x) + b_x
-        sequences = [xw] if mask is None else [xw, mask]
-        outs = pytensor.scan(
-            (lambda xw_t, *rest: step(xw_t, None, *rest)) if mask is None else step,
-            sequences=sequences,
-            outputs_info=[states0[layer * per_layer + i] for i in range(per_layer)],
-            non_sequences=[W_h, b_h],
-            return_updates=False,
-            strict=True,
-        )
-        outs = outs if isinstance(outs, (list, tuple)) else [outs]
-        outs = [pt.specify_shape(o, (*x.type.shape, None)) for o in outs]  # static T, B where known (JAX)
+        a_x, W_h, b_h = input_term(cell, layer, inputs, p)
+        first = [states0[layer * cell.states + i] for i in range(cell.states)]
+        outs, saved = run_layer(cell, a_x, first, W_h, b_h, mask, tape)
         finals.extend(o[-1] for o in outs)
+        h_prev = pt.concatenate([first[0][None], outs[0][:-1]], axis=0)
+        tapes.append({"inputs": inputs, "states0": first, "outs": outs, "hs": outs[0], "h_prev": h_prev, **saved})
         inputs = outs[0] if keep is None else outs[0] * keep[layer]
-    return inputs, pt.stack(finals)
+    return inputs, pt.stack(finals), tapes
 
 
 def output_logits(hs, p):

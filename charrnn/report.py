@@ -1,7 +1,10 @@
 """Results as text for the terminal: the tables and views the commands print."""
 import json
+from dataclasses import asdict
 
-from charrnn.backend import DEFAULT_BACKEND
+from charrnn.cells import cell
+from charrnn.configs import checkpoint_configs
+from charrnn.model import ModelConfig
 
 
 def format_next(seed, best, probs, width=16):
@@ -36,9 +39,20 @@ def format_eval(report):
     return "\n".join(lines)
 
 
+def info(path, params, meta):
+    """What `info` reports about a checkpoint, as a JSON-ready dict."""
+    model_cfg, train_cfg = checkpoint_configs(meta)
+    return {
+        "checkpoint": str(path), "format": meta["format"], "version": meta["version"],
+        "charrnn_version": meta.get("charrnn_version"), "model": asdict(model_cfg), "train": asdict(train_cfg),
+        "vocab_size": len(meta["vocab"]), "vocab": meta["vocab"], "parameters": int(sum(a.size for a in params.values())),
+        **{key: meta.get(key) for key in ("step", "epoch", "loss", "val_loss", "best_val_loss")},
+    }
+
+
 def format_info(r):
+    """`info`'s report as lines of text."""
     m, t = r["model"], r["train"]
-    cell = f"{m['cell']}" + (f" ({m['activation']})" if m["cell"] == "rnn" else "")
     preview = r["vocab"] if len(r["vocab"]) <= 80 else r["vocab"][:77] + "..."
 
     def num(x, fmt=".4f"):
@@ -46,12 +60,11 @@ def format_info(r):
 
     return "\n".join([
         f"checkpoint   {r['checkpoint']} ({r['format']} version {r['version']}, charrnn {r['charrnn_version']})",
-        f"model        {cell}, {m['layers']} layer(s) of {m['hidden']}, dropout {m['dropout']}",
+        f"model        {cell(ModelConfig(**m)).label}, {m['layers']} layer(s) of {m['hidden']}, dropout {m['dropout']}",
         f"parameters   {r['parameters']:,}",
         f"vocabulary   {r['vocab_size']} characters: {json.dumps(preview, ensure_ascii=False)}",
-        f"training     {t.get('optimizer', 'sgd')}, lr {t.get('lr')}, batch {t.get('batch_size', 1)} x "
-        f"seq {t.get('seq_len')}, {'carried' if t.get('carry_state') else 'reset'} state, "
-        f"backend {t.get('backend', DEFAULT_BACKEND)}",
+        f"training     {t['optimizer']}, lr {t['lr']}, batch {t['batch_size']} x seq {t['seq_len']}, "
+        f"{'carried' if t['carry_state'] else 'reset'} state, backend {t['backend']}",
         f"progress     {r['step']:,} updates, {num(r['epoch'], '.2f')} epochs",
         f"loss         train {num(r['loss'])}, validation {num(r['val_loss'])}, "
         f"best validation {num(r['best_val_loss'])} nats/char",

@@ -4,7 +4,7 @@ A network trained with its state carried from chunk to chunk reads the seed and 
 while it generates. A network trained from a zero state on every chunk of `seq_len` characters
 (the lesson's way) predicts from the last `seq_len` characters read from a zero state: the
 situation it learnt in. Either way the seed and the continuation go through one compiled scan,
-CHUNK characters per call, with the random draws passed in, so text can be shown as it comes and
+PIECE characters per call, with the random draws passed in, so text can be shown as it comes and
 the first n characters are the same whatever the length asked for.
 
 Every function is compiled for static shapes (JAX compiles nothing else): `next_chars` pads a
@@ -18,7 +18,7 @@ from pytensor.tensor.special import softmax
 from charrnn import model
 from charrnn.backend import DEFAULT_BACKEND, cached_function, compile_function
 
-CHUNK = 256  # characters generated per compiled call
+PIECE = 256  # positions generated per compiled call: the pieces predict streams
 
 
 def bucket(n):
@@ -45,13 +45,13 @@ class Sampler:
 
     def stream(self, seed_ids, length, temperature=1.0, rng_seed=0):
         """Yield the continuation in pieces as they are generated. The seed and the continuation
-        run through one compiled scan, CHUNK positions per call: the seed's characters are fed in,
+        run through one compiled scan, PIECE positions per call: the seed's characters are fed in,
         the rest drawn. The random draws are made up front, so a longer continuation starts with
         the same characters."""
         if length <= 0:
             return
         S = len(seed_ids)
-        n = -(-(S + length) // CHUNK) * CHUNK
+        n = -(-(S + length) // PIECE) * PIECE
         forced = np.full(n, -1, dtype=np.int32)  # -1: draw this position
         forced[:S] = seed_ids
         u = np.zeros(n, dtype=self._dtype)
@@ -59,9 +59,9 @@ class Sampler:
         t = np.asarray(temperature, dtype=self._dtype)
         generate = self._compiled("generate", (), self._compile_generate)
         carry = self._initial_carry()
-        for start in range(0, S + length, CHUNK):
-            *carry, ids = generate(*carry, forced[start : start + CHUNK], u[start : start + CHUNK], t)
-            first, last = max(S - start, 0), min(S + length - start, CHUNK)
+        for start in range(0, S + length, PIECE):
+            *carry, ids = generate(*carry, forced[start : start + PIECE], u[start : start + PIECE], t)
+            first, last = max(S - start, 0), min(S + length - start, PIECE)
             if first < last:
                 yield np.asarray(ids)[first:last]
 
@@ -89,7 +89,7 @@ class Sampler:
         if key not in self._fns:
             if self.cache:
                 shapes = tuple((name, p.type.shape, p.dtype) for name, p in self.params.items())
-                graph = (key, self.config, self.context, CHUNK, shapes)  # what the graph depends on
+                graph = (key, self.config, self.context, PIECE, shapes)  # what the graph depends on
                 self._fns[key] = cached_function(graph, build, self.params, self.backend)
             else:
                 self._fns[key] = build()
@@ -114,7 +114,7 @@ class Sampler:
         p = self.params
         if self.context is None:
             seed = pt.tensor("seed", dtype="int32", shape=(S, 1))
-            top, _ = model.run_layers(seed, self._zeros(1), p, self.config)  # (S, 1, H)
+            top, _, _ = model.run_layers(seed, self._zeros(1), p, self.config)  # (S, 1, H)
             inputs = [seed]
         else:
             window = pt.tensor("window", dtype="int32", shape=(self.context, S))
@@ -132,8 +132,8 @@ class Sampler:
     def _compile_generate(self):
         """fn(*carry, forced, u, temperature) -> (*carry after, ids): at each position the id
         `forced` gives, or where it is -1 one drawn with its uniform draw in u."""
-        forced = pt.tensor("forced", dtype="int32", shape=(CHUNK,))
-        u = pt.tensor("u", dtype=self._dtype, shape=(CHUNK,))
+        forced = pt.tensor("forced", dtype="int32", shape=(PIECE,))
+        u = pt.tensor("u", dtype=self._dtype, shape=(PIECE,))
         temperature = pt.scalar("temperature", dtype=self._dtype)
         names = list(self.params)
         V, T = self.config.vocab_size, self.context
@@ -157,7 +157,7 @@ class Sampler:
 
             def step(f_t, u_t, window, mask, *weights):
                 p = dict(zip(names, weights, strict=True))
-                top, _ = model.run_layers(window[:, None], self._zeros(1), p, self.config, mask=mask[:, None])
+                top, _, _ = model.run_layers(window[:, None], self._zeros(1), p, self.config, mask=mask[:, None])
                 c = choose(f_t, model.output_logits(top[-1], p)[0], u_t)
                 return pt.concatenate([window[1:], c[None]]), pt.concatenate([mask[1:], pt.ones((1,), self._dtype)]), c
 

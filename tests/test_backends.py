@@ -6,7 +6,7 @@ import sys
 import numpy as np
 import pytest
 
-from charrnn import checkpoint
+from charrnn import checkpoint, configs
 from charrnn.model import ModelConfig, init_params, shared_params
 from charrnn.sample import Sampler
 
@@ -18,7 +18,7 @@ def test_a_checkpoint_predicts_the_same_on_every_backend(trained_run):
     params, meta = checkpoint.load(trained_run / "latest.npz")
     context = meta["train"]["seq_len"]
     seed = [0, 3, 1, 2, 4, 1]
-    jax, c = (Sampler(shared_params(params), checkpoint.model_config(meta), context, backend)
+    jax, c = (Sampler(shared_params(params), configs.model_config(meta), context, backend)
               for backend in ("jax", "c"))
     (best_j, prob_j), (best_c, prob_c) = jax.next_chars(seed), c.next_chars(seed)
     assert np.array_equal(best_j, best_c)

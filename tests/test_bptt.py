@@ -33,10 +33,10 @@ def test_written_out_gradients_equal_autodiff(cell, activation, layers, dropout)
     states0 = pt.tensor("states", dtype="float64", shape=(config.state_size, B, H))
     keep = pt.tensor("keep", dtype="float64", shape=(layers, T, B, H)) if dropout else None
     names = list(p)
-    top_ref, finals_ref = model.run_layers(x, states0, p, config, keep=keep)
+    top_ref, finals_ref, _ = model.run_layers(x, states0, p, config, keep=keep)
     loss_ref = weighted_loss(top_ref, p, y, w)
     auto = pytensor.grad(loss_ref, [p[n] for n in names])
-    top, finals, tape = bptt.forward(x, states0, p, config, keep)
+    top, finals, tape = model.run_layers(x, states0, p, config, keep=keep, tape=True)
     loss = weighted_loss(top, p, y, w)
     dW_y, db_y, dtop = pytensor.grad(loss, [p["W_y"], p["b_y"], top])
     written = {"W_y": dW_y, "b_y": db_y, **bptt.backward(x, dtop, tape, p, config, keep)}
@@ -62,7 +62,7 @@ def test_written_out_gradients_equal_finite_differences():
     p = model.shared_params({k: v.copy() for k, v in params.items()})
     xs, ys = [2, 0, 3, 4, 1], [0, 3, 4, 1, 1]
     x, y = (pt.tensor(n, dtype="int32", shape=(5, 1)) for n in "xy")
-    top, _, tape = bptt.forward(x, pt.zeros((1, 1, H), dtype="float64"), p, config)
+    top, _, tape = model.run_layers(x, pt.zeros((1, 1, H), dtype="float64"), p, config, tape=True)
     loss = model.token_nll(model.output_logits(top, p), y).sum()
     dW_y, db_y, dtop = pytensor.grad(loss, [p["W_y"], p["b_y"], top])
     written = {"W_y": dW_y, "b_y": db_y, **bptt.backward(x, dtop, tape, p, config)}

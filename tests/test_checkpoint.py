@@ -5,7 +5,7 @@ from dataclasses import asdict
 import numpy as np
 import pytest
 
-from charrnn import checkpoint
+from charrnn import checkpoint, configs
 from charrnn.model import ModelConfig, init_params, shared_params
 from charrnn.sample import Sampler
 
@@ -40,7 +40,7 @@ def test_loaded_model_predicts_identically(tmp_path, params):
     loaded, _ = checkpoint.load(path)
     seed = np.array([0, 2, 1, 3], dtype=np.uint8)
     before = Sampler(shared_params(params), CONFIG).generate(seed, 30, temperature=1.0, rng_seed=5)
-    after = Sampler(shared_params(loaded), checkpoint.model_config(META)).generate(seed, 30, temperature=1.0, rng_seed=5)
+    after = Sampler(shared_params(loaded), configs.model_config(META)).generate(seed, 30, temperature=1.0, rng_seed=5)
     np.testing.assert_array_equal(before, after)
 
 
@@ -52,7 +52,7 @@ def test_a_version_1_checkpoint_still_loads(tmp_path):
     blob = np.frombuffer(json.dumps(v1).encode(), dtype=np.uint8)
     np.savez(tmp_path / "v1.npz", meta=blob, **params)
     loaded, meta = checkpoint.load(tmp_path / "v1.npz")
-    assert checkpoint.model_config(meta) == ModelConfig(vocab_size=4, hidden=6, cell="rnn", layers=1, dropout=0.0)
+    assert configs.model_config(meta) == ModelConfig(vocab_size=4, hidden=6, cell="rnn", layers=1, dropout=0.0)
     assert list(loaded) == ["W_x", "b_x", "W_h", "b_h", "W_y", "b_y"]
 
 

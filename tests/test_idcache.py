@@ -7,7 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 from charrnn import checkpoint, idcache
-from charrnn.cli import _resume_ids, cli
+from charrnn.cli import cli
 from charrnn.corpus import CorpusError, Vocab
 from conftest import PATTERN, tmpfs
 
@@ -176,9 +176,10 @@ def test_cache_dir_follows_the_environment(tmp_path, monkeypatch):
 
 def test_resume_maps_cached_ids_into_a_larger_checkpoint_vocabulary():
     ids = np.array([0, 1, 1, 0], dtype=np.uint8)  # "bddb" in the corpus's own vocabulary "bd"
-    vocab, mapped = _resume_ids({"vocab": "abcd"}, Vocab("bd"), ids)
+    vocab = Vocab("abcd")
+    mapped = vocab.translate(ids, Vocab("bd"))
     assert vocab.decode(mapped) == "bddb"
-    assert _resume_ids({"vocab": "bd"}, Vocab("bd"), ids)[1] is ids
+    assert Vocab("bd").translate(ids, Vocab("bd")) is ids
 
 
 def test_train_and_resume_read_the_cached_ids(tmp_path, cache):

@@ -22,7 +22,7 @@ def graph(shared, config, batch=1):
     """Symbolic (T, B) inputs and targets, (S, B, H) states, top outputs, probabilities, loss, finals."""
     x, y = pt.matrix("x", dtype="int32"), pt.matrix("y", dtype="int32")
     states = pt.tensor("states", dtype="float64", shape=(config.state_size, batch, config.hidden))
-    top, finals = model.run_layers(x, states, shared, config)
+    top, finals, _ = model.run_layers(x, states, shared, config)
     logits = model.output_logits(top, shared)
     return x, y, states, top, softmax(logits, axis=-1), model.sequence_loss(logits, y), finals
 
@@ -87,7 +87,7 @@ def test_dropout_multiplies_each_layer_output():
     shared = model.shared_params(params)
     x = pt.matrix("x", dtype="int32")
     keep = pt.tensor("keep", dtype="float64", shape=(2, None, 1, H))
-    top, _ = model.run_layers(x, pt.zeros((2, 1, H), dtype="float64"), shared, config, keep=keep)
+    top, _, _ = model.run_layers(x, pt.zeros((2, 1, H), dtype="float64"), shared, config, keep=keep)
     fn = compile_function([x, keep], top[:, 0])
     mask = (np.random.default_rng(0).random((2, 4, 1, H)) > 0.5) * 2.0  # inverted dropout, p = 0.5
     xs = [1, 0, 2, 3]
@@ -138,6 +138,6 @@ def test_masked_states_equal_the_unpadded_run():
     config = ModelConfig(vocab_size=V, hidden=H, cell="lstm")
     params = random_params(V, H, config=config)
     x, mask = pt.matrix("x", dtype="int32"), pt.matrix("m", dtype="float64")
-    top, _ = model.run_layers(x, pt.zeros((2, 1, H), dtype="float64"), model.shared_params(params), config, mask)
+    top, _, _ = model.run_layers(x, pt.zeros((2, 1, H), dtype="float64"), model.shared_params(params), config, mask)
     padded = compile_function([x, mask], top[-1])(as_column([0, 0, 2, 1]), np.array([[0], [0], [1], [1]], dtype=float))
     np.testing.assert_allclose(padded[0], forward(params, [2, 1], config)[0][-1], rtol=1e-12)

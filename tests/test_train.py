@@ -8,8 +8,9 @@ import pytest
 from charrnn import checkpoint, model, optim
 from charrnn.backend import compile_function
 from charrnn.corpus import BatchStream, Vocab, split
-from charrnn.presets import build_configs
-from charrnn.train import Trainer, compile_eval_step, compile_train_step
+from charrnn.configs import build_configs
+from charrnn.evaluate import compile_eval_step
+from charrnn.train import Trainer, compile_train_step, dropout_keep, zero_states
 from conftest import PATTERN
 from reference import as_column, finite_difference_grads, loss, random_params
 
@@ -34,7 +35,10 @@ def foundation_updates(params, ids, seq_len, lr):
     shared = model.shared_params({name: w.copy() for name, w in params.items()})
     x, y = (pt.tensor(name, dtype="int32", shape=(seq_len, 1)) for name in "xy")
     h0 = pt.zeros((1, params["W_h"].shape[0]), dtype="float32")
-    hs = pytensor.scan(model.rnn_step, sequences=[model.input_projection(x, shared["W_x"], shared["b_x"])],
+    def rnn_step(xw_t, h_tm1, W_h, b_h):  # the lesson's h = relu(x·W_x + b_x + h·W_h + b_h)
+        return pt.maximum(xw_t + pt.dot(h_tm1, W_h) + b_h, 0)
+
+    hs = pytensor.scan(rnn_step, sequences=[shared["W_x"][x] + shared["b_x"]],
                        outputs_info=[h0], non_sequences=[shared["W_h"], shared["b_h"]], return_updates=False)
     total = model.sequence_loss(model.output_logits(hs, shared), y)
     grads = dict(zip(shared, pytensor.grad(total, list(shared.values()))))
@@ -49,7 +53,7 @@ def test_lesson6_preset_reproduces_the_foundation_updates(tmp_path):
     vocab = Vocab.from_text(text)
     model_cfg, train_cfg = build_configs(len(vocab), "lesson6", hidden=16, log_every=1)
     assert (train_cfg.batch_size, train_cfg.carry_state, train_cfg.optimizer, train_cfg.loss) == (1, False, "sgd", "sum")
-    trainer = Trainer(vocab, model_cfg, train_cfg, tmp_path, log=lambda m: None, progress=True)
+    trainer = Trainer(vocab, model_cfg, train_cfg, tmp_path, log=lambda m: None, show_progress=False)
     initial = {name: p.get_value().copy() for name, p in trainer.params.items()}
     trainer.compile()
     trainer.run(*split(vocab.encode(text), train_cfg.val_frac))
@@ -67,7 +71,7 @@ def train_pattern(out_dir, steps=1500):
     vocab = Vocab.from_text(text)
     model_cfg, cfg = build_configs(len(vocab), "lesson6", hidden=64, max_steps=steps, log_every=50,
                                    checkpoint_every=1000, sample_length=26)
-    trainer = Trainer(vocab, model_cfg, cfg, out_dir, log=lambda m: None, progress=True)
+    trainer = Trainer(vocab, model_cfg, cfg, out_dir, log=lambda m: None, show_progress=False)
     trainer.compile()
     return trainer, trainer.run(vocab.encode(text))
 
@@ -78,7 +82,7 @@ def test_training_lowers_the_loss_and_learns_the_pattern(tmp_path):
     assert [r["step"] for r in records] == list(range(50, 1501, 50))
     first, last = records[0]["loss"], records[-1]["loss"]
     assert first > 1.2 and last < 0.1 * first, (first, last)  # ln 9 = 2.2 at the start
-    assert trainer.step == 1500 and records[-1]["epoch"] == pytest.approx(1500 / (len(PATTERN) * 1000 // 8), abs=1e-3)
+    assert trainer.state.step == 1500 and records[-1]["epoch"] == pytest.approx(1500 / (len(PATTERN) * 1000 // 8), abs=1e-3)
     params, meta = checkpoint.load(path)
     assert meta["step"] == 1500 and meta["loss"] == pytest.approx(last, abs=1e-6)
     assert meta["vocab"] == "".join(sorted(set(PATTERN))) and meta["model"]["hidden"] == 64
@@ -91,7 +95,7 @@ def test_gated_network_learns_and_keeps_the_best_checkpoint(tmp_path):
     vocab = Vocab.from_text(text)
     model_cfg, cfg = build_configs(len(vocab), cell="gru", layers=2, hidden=32, batch_size=8, seq_len=16,
                                    max_steps=150, eval_every=25, log_every=25, checkpoint_every=1000, sample_length=10)
-    trainer = Trainer(vocab, model_cfg, cfg, tmp_path, log=lambda m: None, progress=True)
+    trainer = Trainer(vocab, model_cfg, cfg, tmp_path, log=lambda m: None, show_progress=False)
     trainer.compile()
     trainer.run(*split(vocab.encode(text), cfg.val_frac))
     records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
@@ -110,8 +114,8 @@ def test_lr_schedule_decays_after_the_given_epoch(tmp_path):
     trainer = Trainer(vocab, model.ModelConfig(2, hidden=2), cfg, tmp_path, log=lambda m: None)
     lrs = []
     for epoch in range(5):
-        trainer.epoch = epoch
-        lrs.append(trainer.current_lr())
+        trainer.state.epoch = epoch
+        lrs.append(trainer.state.lr(cfg))
     assert lrs == [1.0, 1.0, 0.5, 0.25, 0.125]
 
 
@@ -121,13 +125,13 @@ def test_dropout_is_active_in_training_only(tmp_path):
     model_cfg, cfg = build_configs(len(vocab), cell="lstm", layers=2, hidden=16, dropout=0.5, batch_size=2,
                                    seq_len=8, optimizer="sgd")
     trainer = Trainer(vocab, model_cfg, cfg, tmp_path, log=lambda m: None)
-    keep = trainer._dropout_keep(0)[0]
+    keep = dropout_keep(model_cfg, cfg, 0, np.float32)[0]
     assert keep.shape == (2, 8, 2, 16) and set(np.unique(keep)) == {0.0, 2.0}
     assert 0.35 < (keep == 0).mean() < 0.65
     step = compile_train_step(trainer.params, trainer.opt_state, model_cfg, cfg)
     batch = BatchStream(vocab.encode(text), 2, 8).batch(0)
-    states, zero_lr = trainer.zero_states(2), np.asarray(0, dtype=np.float32)
-    losses = {float(step(*batch, states, trainer._dropout_keep(s)[0], zero_lr)[0]) for s in range(3)}
+    states, zero_lr = zero_states(model_cfg, 2, np.float32), np.asarray(0, dtype=np.float32)
+    losses = {float(step(*batch, states, dropout_keep(model_cfg, cfg, s, np.float32)[0], zero_lr)[0]) for s in range(3)}
     assert len(losses) == 3  # a new mask each step changes the loss
     evaluate = compile_eval_step(trainer.params, model_cfg, (8, 2))
     a = evaluate(batch[0], batch[1], batch[2], states)[0]
@@ -143,7 +147,7 @@ def test_validation_passes_show_their_progress(tmp_path, capsys):
     vocab = Vocab.from_text(text)
     model_cfg, train_cfg = build_configs(len(vocab), hidden=8, layers=1, batch_size=2, seq_len=8, max_steps=4,
                                          eval_every=2, val_frac=0.2)
-    trainer = Trainer(vocab, model_cfg, train_cfg, tmp_path, log=lambda m: None, progress=False)
+    trainer = Trainer(vocab, model_cfg, train_cfg, tmp_path, log=lambda m: None, show_progress=True)
     trainer.compile()
     train_ids, val_ids = split(vocab.encode(text), train_cfg.val_frac)
     trainer.run(train_ids, val_ids)

@@ -1,0 +1,118 @@
+"""Configurations: the training configuration, the named presets, and what a checkpoint's
+configuration means (version-1 defaults, what may change on --resume, the sampler's context).
+
+`eval`, `info`, `predict`, `explain` and `--resume` all read a checkpoint's configuration here.
+"""
+from dataclasses import dataclass, fields, replace
+
+from charrnn.backend import DEFAULT_BACKEND
+from charrnn.cells import CELLS
+from charrnn.model import ModelConfig
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    seq_len: int = 64  # characters per chunk: the truncated-BPTT length (lesson 6: 8)
+    batch_size: int = 64  # contiguous streams read side by side (lesson 6: 1)
+    carry_state: bool = True  # carry the hidden state from chunk to chunk within an epoch (lesson 6: reset)
+    optimizer: str = "adam"  # sgd, momentum, rmsprop or adam (lesson 6: sgd)
+    lr: float = 2e-3  # learning rate (lesson 6: 0.01)
+    loss: str = "mean"  # the update's loss: mean per character, or summed over the chunk (lesson 6)
+    clip: float = 5.0  # clip gradients to this global L2 norm; 0 disables (lesson 6: 0)
+    lr_decay: float = 0.97  # multiply lr by this after each epoch ...
+    lr_decay_after: int = 10  # ... once this many epochs are done (char-rnn's schedule)
+    val_frac: float = 0.05  # tail of the corpus held out for validation (lesson 6: 0)
+    eval_every: int = 500  # updates between validation passes (and at each epoch's end)
+    epochs: int = 50  # passes over the training part
+    max_steps: int | None = None  # stop after this many updates
+    max_time: float | None = None  # stop after this many seconds of training
+    patience: int | None = None  # stop when validation has not improved for this many evaluations
+    log_every: int = 100  # updates between metrics.jsonl entries
+    checkpoint_every: int = 1000  # updates between checkpoints and samples
+    sample_length: int = 200  # characters in each training-time sample
+    rng_seed: int = 0  # weight initialisation, dropout masks and sample draws
+    backend: str = DEFAULT_BACKEND  # PyTensor backend, see backend.BACKENDS
+
+
+PRESETS = {
+    # The fast.ai lesson-6 notebook: relu RNN, 256 units, 8-character sequences from a zero state,
+    # one plain SGD update per sequence on the summed loss, no clipping, no validation split.
+    # Version-1 checkpoints (the lesson-6 network) hold only part of it: the rest is read from here.
+    "lesson6": {
+        "cell": "rnn", "hidden": 256, "layers": 1, "activation": "relu", "dropout": 0.0,
+        "seq_len": 8, "batch_size": 1, "carry_state": False, "optimizer": "sgd", "lr": 0.01, "loss": "sum",
+        "clip": 0.0, "lr_decay": 1.0, "val_frac": 0.0, "epochs": 1, "log_every": 1000, "checkpoint_every": 10000,
+    },
+}
+
+# Options that may differ from the checkpoint's when resuming; every other one is fixed by the run.
+RESUMABLE = ("lr", "lr_decay", "lr_decay_after", "epochs", "max_steps", "max_time", "patience", "eval_every",
+             "log_every", "checkpoint_every", "sample_length", "backend")
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be used; the message says why."""
+
+
+class OptionClash(ConfigError):
+    """Options given on the command line that the checkpoint's run fixes."""
+
+
+def _split(values):
+    """(ModelConfig fields, TrainConfig fields) of a flat dict; names neither knows are dropped."""
+    model_keys, train_keys = {f.name for f in fields(ModelConfig)}, {f.name for f in fields(TrainConfig)}
+    return ({k: v for k, v in values.items() if k in model_keys},
+            {k: v for k, v in values.items() if k in train_keys})
+
+
+def build_configs(vocab_size, preset=None, **options):
+    """ModelConfig and TrainConfig from the defaults, then the preset, then explicit options (not None)."""
+    model_values, train_values = _split({**PRESETS.get(preset, {}), **{k: v for k, v in options.items() if v is not None}})
+    return replace(ModelConfig(vocab_size), **model_values), replace(TrainConfig(), **train_values)
+
+
+def _defaults(meta):
+    """What a checkpoint leaves out: nothing for version 2; for version 1 (the lesson-6 network,
+    which held only vocab_size and hidden and part of the training) the lesson6 preset's values."""
+    return _split(PRESETS["lesson6"] if meta.get("version") == 1 else {})
+
+
+def model_config(meta):
+    """The ModelConfig a checkpoint's metadata describes; ValueError when model and vocabulary disagree."""
+    config = ModelConfig(**{**_defaults(meta)[0], **meta["model"]})
+    if config.vocab_size != len(meta["vocab"]) or config.cell not in CELLS:
+        raise ValueError("model and vocabulary disagree")
+    return config
+
+
+def train_config(meta):
+    """The TrainConfig a checkpoint's metadata describes."""
+    return TrainConfig(**{**_defaults(meta)[1], **_split(meta.get("train", {}))[1]})
+
+
+def checkpoint_configs(meta):
+    """(ModelConfig, TrainConfig) of a checkpoint's metadata."""
+    return model_config(meta), train_config(meta)
+
+
+def resume_configs(meta, options):
+    """The checkpoint's configurations, with the options given again (not None) that may change on
+    resume applied; OptionClash names any other option given with a different value."""
+    if "resume" not in meta:
+        raise ConfigError("this checkpoint holds no training state to resume from (written by an older charrnn)")
+    model_cfg, train_cfg = checkpoint_configs(meta)
+    fixed = {**meta["model"], **meta["train"]}
+    given = {k: v for k, v in options.items() if v is not None}
+    clash = [k for k, v in given.items() if k not in RESUMABLE and fixed.get(k) != v]
+    if clash:
+        names = ", ".join("--" + k.replace("_", "-") for k in clash)
+        allowed = ", ".join("--" + k.replace("_", "-") for k in RESUMABLE)
+        raise OptionClash(f"{names} cannot change on --resume (the checkpoint has "
+                          f"{', '.join(f'{k}={fixed.get(k)}' for k in clash)}); options that may change: {allowed}")
+    return model_cfg, replace(train_cfg, **{k: v for k, v in given.items() if k in RESUMABLE})
+
+
+def sampler_context(train_cfg):
+    """What the sampler reads before each character: None for a network trained with its state
+    carried (the whole text, state carried), else the last seq_len characters from a zero state."""
+    return None if train_cfg.carry_state else train_cfg.seq_len
