@@ -126,7 +126,8 @@ def write_atomically(path, write):
 def _source_digest():
     """A hash of charrnn's graph-building code, so a cached function never outlives a change to it."""
     here = Path(__file__).parent
-    return hashlib.sha256(b"".join((here / name).read_bytes() for name in ("cells.py", "model.py", "sample.py", "backend.py"))).hexdigest()
+    sources = ("cells.py", "model.py", "sample.py", "backend.py")
+    return hashlib.sha256(b"".join((here / name).read_bytes() for name in sources)).hexdigest()
 
 
 def device(backend):

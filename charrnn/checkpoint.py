@@ -102,5 +102,6 @@ def _params(path, arrays, meta):
         raise CheckpointError(f"{path} is damaged: missing {', '.join(missing)}")
     for name, shape in shapes.items():
         if arrays[name].shape != shape or arrays[name].dtype.kind != "f":
-            raise CheckpointError(f"{path} is damaged: {name} is {arrays[name].dtype}{arrays[name].shape}, expected float{shape}")
+            raise CheckpointError(f"{path} is damaged: {name} is {arrays[name].dtype}{arrays[name].shape}, "
+                                  f"expected float{shape}")
     return {name: arrays[name] for name in shapes}

@@ -66,7 +66,8 @@ def train(corpus, encoding, preset, resume, out, quiet, **options):
     log = (lambda msg: None) if quiet else partial(tqdm.write, file=sys.stderr)
     vocab, ids = _corpus_ids(corpus, encoding, log)
     if resume and preset:
-        raise click.UsageError("--preset cannot be combined with --resume: the run's configuration comes from the checkpoint")
+        raise click.UsageError("--preset cannot be combined with --resume: the run's configuration comes from the "
+                               "checkpoint")
     if resume:
         params, meta, extras = _load(resume, extras=True)
         vocab, ids = _resume_ids(meta, vocab, ids)
@@ -253,7 +254,8 @@ def _encode_seed(vocab, seed, unknown):
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, allow_dash=True))
 @CHECKPOINT
 @click.option("--encoding", default="utf-8", show_default=True, help="Text encoding of FILE.")
-@click.option("--json", "as_json", is_flag=True, envvar="CHARRNN_JSON", help="Print one JSON object instead of a table.")
+@click.option("--json", "as_json", is_flag=True, envvar="CHARRNN_JSON",
+              help="Print one JSON object instead of a table.")
 @BACKEND
 @QUIET
 def eval_command(file, checkpoint_path, encoding, as_json, backend, quiet):

@@ -67,7 +67,8 @@ def _split(values):
 
 def build_configs(vocab_size, preset=None, **options):
     """ModelConfig and TrainConfig from the defaults, then the preset, then explicit options (not None)."""
-    model_values, train_values = _split({**PRESETS.get(preset, {}), **{k: v for k, v in options.items() if v is not None}})
+    given = {k: v for k, v in options.items() if v is not None}
+    model_values, train_values = _split({**PRESETS.get(preset, {}), **given})
     return replace(ModelConfig(vocab_size), **model_values), replace(TrainConfig(), **train_values)
 
 

@@ -95,7 +95,8 @@ class Entry:
         path = self.directory / f"{self.name}.ids"
         backend.write_atomically(path, lambda f: self._encode(f, vocab, length, chunk))
         meta = {"format": FORMAT, "key": self.key, "length": length, "vocab": vocab.to_json()}
-        backend.write_atomically(self.directory / f"{self.name}.json", lambda f: f.write(json.dumps(meta).encode("ascii")))
+        sidecar = json.dumps(meta).encode("ascii")
+        backend.write_atomically(self.directory / f"{self.name}.json", lambda f: f.write(sidecar))
         self._prune()
         return vocab, np.memmap(path, dtype=vocab.dtype, mode="r")
 

@@ -29,14 +29,16 @@ BACKEND = click.option("--backend", type=click.Choice(list(BACKENDS)),
 
 
 def _silence(ctx, param, quiet):
-    """-q: library warnings and log records (JAX's, PyTensor's) stay off stderr too."""
+    """-q: library warnings and log records (JAX's, PyTensor's) stay off stderr too, until the command ends."""
     if quiet:
+        ctx.with_resource(warnings.catch_warnings())
         warnings.simplefilter("ignore")
         logging.disable(logging.WARNING)
+        ctx.call_on_close(lambda: logging.disable(logging.NOTSET))
     return quiet
 
 
-QUIET = click.option("-q", "--quiet", is_flag=True, callback=_silence, expose_value=True,
+QUIET = click.option("-q", "--quiet", is_flag=True, callback=_silence,
                      help="Nothing on stderr but errors (no progress bars, log lines or warnings); "
                           "data still goes to stdout.")
 
@@ -104,7 +106,8 @@ TRAINING = [
                  help="Stop when validation loss has not improved for this many evaluations."),
     click.option("--rng-seed", type=int, help="Seed for weights, dropout and samples." + _d(TrainConfig, "rng_seed")),
     click.option("--checkpoint-every", type=POSITIVE,
-                 help="Updates between checkpoints (a sample is written with each)." + _d(TrainConfig, "checkpoint_every")),
+                 help="Updates between checkpoints (a sample is written with each)."
+                      + _d(TrainConfig, "checkpoint_every")),
     click.option("--log-every", type=POSITIVE,
                  help="Updates between metrics.jsonl entries." + _d(TrainConfig, "log_every")),
     click.option("--sample-length", type=POSITIVE,

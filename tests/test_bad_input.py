@@ -23,15 +23,22 @@ def one_error_line(result):
     return lines[0]
 
 
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A trained run (in RUN_PARENT/run, its corpus RUN_PARENT/c.txt), trained once for this module."""
+    path = tmp_path_factory.mktemp("saved")
+    (path / "c.txt").write_text(PATTERN * 40)
+    assert run("train", str(path / "c.txt"), "--preset", "lesson6", "--hidden", "8", "--max-steps", "5",
+               "--out", str(path / "run"), "--quiet").exit_code == 0
+    return path / "run"
+
+
 @pytest.fixture
-def saved(tmp_path):
-    """A trained run whose files must survive every bad command pointed at it."""
-    (tmp_path / "c.txt").write_text(PATTERN * 40)
-    assert run("train", str(tmp_path / "c.txt"), "--preset", "lesson6", "--hidden", "8", "--max-steps", "5",
-               "--out", str(tmp_path / "run"), "--quiet").exit_code == 0
-    files = {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir()}
-    yield tmp_path / "run"
-    assert {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir()} == files
+def saved(trained):
+    """The trained run, whose files must survive every bad command pointed at it."""
+    files = {p.name: p.read_bytes() for p in trained.iterdir()}
+    yield trained
+    assert {p.name: p.read_bytes() for p in trained.iterdir()} == files
 
 
 def test_unreadable_corpus(saved):
@@ -39,17 +46,19 @@ def test_unreadable_corpus(saved):
     assert result.exit_code == 1 and "cannot read /proc/self/mem" in one_error_line(result)
 
 
-def test_bad_corpora(saved, tmp_path):
+@pytest.mark.parametrize("raw,message", [
+    (b"abc\x00def" * 100, "NUL character at offset 3"),
+    ("café ".encode("latin-1") * 100, "byte 0xe9 at offset 3 is not valid utf-8"),
+])
+def test_bad_corpora(saved, tmp_path, raw, message):
+    (tmp_path / "bad.txt").write_bytes(raw)
+    result = run("train", str(tmp_path / "bad.txt"), "--out", str(saved))
+    assert result.exit_code == 1 and message in one_error_line(result), result.stderr
+
+
+def test_other_encodings_and_a_byte_order_mark(tmp_path):
     (tmp_path / "bom.txt").write_bytes(b"\xef\xbb\xbf" + b"ab\r\n" * 100)
-    (tmp_path / "binary.txt").write_bytes(b"abc\x00def" * 100)
     (tmp_path / "latin.txt").write_bytes("café ".encode("latin-1") * 100)
-    cases = [
-        (["binary.txt"], 1, "NUL character at offset 3"),
-        (["latin.txt"], 1, "byte 0xe9 at offset 3 is not valid utf-8"),
-    ]
-    for args, code, message in cases:
-        result = run("train", str(tmp_path / args[0]), *args[1:], "--out", str(saved))
-        assert result.exit_code == code and message in one_error_line(result), result.stderr
     ok = run("train", str(tmp_path / "latin.txt"), "--encoding", "latin-1", "--preset", "lesson6", "--hidden", "4",
              "--max-steps", "2", "--out", str(tmp_path / "latin"), "--quiet")
     assert ok.exit_code == 0 and "é" in checkpoint.load(tmp_path / "latin" / "latest.npz")[1]["vocab"]
@@ -74,21 +83,23 @@ def test_huge_and_single_character_vocabularies(tmp_path):
     assert out.stdout == "aaaaa"
 
 
-def test_bad_checkpoints(saved, tmp_path):
+@pytest.mark.parametrize("command", [["predict", "--seed", "hello"], ["eval", "c.txt"], ["info"]])
+@pytest.mark.parametrize("name,message", [
+    ("truncated.npz", "not a readable charrnn checkpoint"), ("flipped.npz", "charrnn checkpoint"),
+    ("objects.npz", "not a readable charrnn checkpoint"), ("newer.npz", "format version 99"),
+    ("missing.npz", "no checkpoint at"),
+])
+def test_bad_checkpoints(saved, tmp_path, command, name, message):
     good = (saved / "latest.npz").read_bytes()
     (tmp_path / "truncated.npz").write_bytes(good[: len(good) // 2])
     (tmp_path / "flipped.npz").write_bytes(good[:200] + bytes(b ^ 0xFF for b in good[200:400]) + good[400:])
     np.savez(tmp_path / "objects.npz", meta=np.array([{"a": 1}], dtype=object))
     params, meta = checkpoint.load(saved / "latest.npz")
     np.savez(tmp_path / "newer.npz", meta=np.frombuffer(json.dumps({**meta, "version": 99}).encode(), np.uint8), **params)
-    cases = {"truncated.npz": "not a readable charrnn checkpoint", "flipped.npz": "charrnn checkpoint",
-             "objects.npz": "not a readable charrnn checkpoint", "newer.npz": "format version 99",
-             "missing.npz": "no checkpoint at"}
-    for name, message in cases.items():
-        for command in (["predict", "--seed", "hello"], ["eval", str(tmp_path / "c.txt")], ["info"]):
-            args = [*command, str(tmp_path / name)] if command == ["info"] else [*command, "--checkpoint", str(tmp_path / name)]
-            result = run(*args)
-            assert result.exit_code == 1 and message in one_error_line(result), (name, command, result.stderr)
+    command = [str(saved.parent / arg) if arg == "c.txt" else arg for arg in command]
+    args = [*command, str(tmp_path / name)] if command == ["info"] else [*command, "--checkpoint", str(tmp_path / name)]
+    result = run(*args)
+    assert result.exit_code == 1 and message in one_error_line(result), (name, command, result.stderr)
 
 
 def test_unwritable_output_directory(tmp_path):
@@ -97,24 +108,28 @@ def test_unwritable_output_directory(tmp_path):
     assert result.exit_code == 1 and "cannot create output directory /proc/charrnn-run" in one_error_line(result)
 
 
-def test_numbers_out_of_range(saved, tmp_path):
-    ckpt = str(saved / "latest.npz")
-    train_cases = [["--hidden", "-3"], ["--layers", "0"], ["--seq-len", "-1"], ["--batch-size", "0"],
-                   ["--lr", "0"], ["--dropout", "-0.1"], ["--dropout", "1.0"], ["--val-frac", "1"],
-                   ["--clip", "-1"], ["--epochs", "0"], ["--max-time", "-5m"]]
-    for args in train_cases:
-        result = run("train", str(tmp_path / "c.txt"), *args, "--out", str(saved))
-        assert result.exit_code == 2 and args[0] in one_error_line(result), (args, result.stderr)
-    for args in (["--length", "0"], ["--length", "-5"], ["--temperature", "-0.5"]):
-        result = run("predict", "--seed", "hello", "--checkpoint", ckpt, *args)
-        assert result.exit_code == 2 and args[0] in one_error_line(result), (args, result.stderr)
-    result = run("train", str(tmp_path / "c.txt"), "--batch-size", "600", "--seq-len", "1", "--out", str(saved))
+@pytest.mark.parametrize("args", [["--hidden", "-3"], ["--layers", "0"], ["--seq-len", "-1"], ["--batch-size", "0"],
+                                  ["--lr", "0"], ["--dropout", "-0.1"], ["--dropout", "1.0"], ["--val-frac", "1"],
+                                  ["--clip", "-1"], ["--epochs", "0"], ["--max-time", "-5m"]])
+def test_train_numbers_out_of_range(saved, args):
+    result = run("train", str(saved.parent / "c.txt"), *args, "--out", str(saved))
+    assert result.exit_code == 2 and args[0] in one_error_line(result), (args, result.stderr)
+
+
+@pytest.mark.parametrize("args", [["--length", "0"], ["--length", "-5"], ["--temperature", "-0.5"]])
+def test_predict_numbers_out_of_range(saved, args):
+    result = run("predict", "--seed", "hello", "--checkpoint", str(saved / "latest.npz"), *args)
+    assert result.exit_code == 2 and args[0] in one_error_line(result), (args, result.stderr)
+
+
+def test_a_batch_larger_than_the_corpus(saved):
+    result = run("train", str(saved.parent / "c.txt"), "--batch-size", "600", "--seq-len", "1", "--out", str(saved))
     assert result.exit_code == 2 and "needs at least 601" in one_error_line(result)
 
 
 def test_read_only_output_directory(tmp_path, saved):
     with tmpfs(tmp_path / "readonly", "ro,size=1m") as mount:
-        result = run("train", str(tmp_path / "c.txt"), "--preset", "lesson6", "--out", str(mount))
+        result = run("train", str(saved.parent / "c.txt"), "--preset", "lesson6", "--out", str(mount))
         assert result.exit_code == 1 and f"cannot write in {mount}: Read-only file system" in one_error_line(result)
 
 

@@ -1,22 +1,18 @@
 """The written-out backpropagation through time equals PyTensor's autodiff of the same network,
 and finite differences of the numpy reference."""
-from functools import partial
-
 import numpy as np
 import pytensor
 import pytensor.tensor as pt
 import pytest
 
-from charrnn import bptt, model
-from charrnn.backend import compile_function as compile_in
+from charrnn import bptt, cells, model
 from charrnn.model import ModelConfig
-from reference import finite_difference_grads, random_params
+from reference import compile_c, finite_difference_grads, random_params
 
 V, H, T, B = 5, 4, 6, 3
 CELLS = [("rnn", "relu", 1, 0.3), ("rnn", "tanh", 2, 0.3), ("gru", "relu", 2, 0.3), ("lstm", "relu", 2, 0.3),
          ("gru", "relu", 3, 0.3), ("lstm", "relu", 3, 0.3),  # 3: a middle layer, both below and above another
          ("rnn", "relu", 2, 0.0), ("gru", "relu", 2, 0.0), ("lstm", "relu", 3, 0.0)]  # no dropout masks at all
-compile_function = partial(compile_in, backend="c")  # float64 (JAX computes in float32)
 
 
 def weighted_loss(top, p, y, w):
@@ -25,7 +21,37 @@ def weighted_loss(top, p, y, w):
 
 @pytest.mark.parametrize("cell,activation,layers,dropout", CELLS)
 def test_written_out_gradients_equal_autodiff(cell, activation, layers, dropout):
-    config = ModelConfig(vocab_size=V, hidden=H, cell=cell, layers=layers, activation=activation, dropout=dropout)
+    check_against_autodiff(ModelConfig(vocab_size=V, hidden=H, cell=cell, layers=layers, activation=activation,
+                                       dropout=dropout))
+
+
+class Leaky(cells.Cell):
+    """A cell that is not charrnn's, to show that one entry in the table is all a new cell needs:
+    n = tanh(x·W_x + b_x + h·W_h + b_h), h_t = (h + n) / 2."""
+
+    saved = ("n",)
+
+    def step(self, a_x, states, W_h, b_h):
+        n = pt.tanh(a_x + pt.dot(states[0], W_h))
+        return [(states[0] + n) / 2], [n]
+
+    def backward_inputs(self, tape):
+        return [tape["n"]]
+
+    def backward_step(self, dh_out, inputs, dstates, W_hT):
+        dh = dstates[0] + dh_out
+        da = dh / 2 * (1 - inputs[0] ** 2)
+        return [dh / 2 + pt.dot(da, W_hT)], da, da
+
+
+def test_a_new_cell_is_one_entry_in_the_table(monkeypatch):
+    monkeypatch.setitem(cells.CELLS, "leaky", Leaky)
+    check_against_autodiff(ModelConfig(vocab_size=V, hidden=H, cell="leaky", layers=2, dropout=0.3))
+
+
+def check_against_autodiff(config):
+    """The written-out gradients of `config`'s network on random data equal pytensor.grad's."""
+    layers, dropout = config.layers, config.dropout
     rng = np.random.default_rng(7)
     p = model.shared_params(random_params(V, H, seed=3, config=config))
     x, y = (pt.tensor(n, dtype="int32", shape=(T, B)) for n in "xy")
@@ -41,8 +67,8 @@ def test_written_out_gradients_equal_autodiff(cell, activation, layers, dropout)
     dW_y, db_y, dtop = pytensor.grad(loss, [p["W_y"], p["b_y"], top])
     written = {"W_y": dW_y, "b_y": db_y, **bptt.backward(x, dtop, tape, p, config, keep)}
     masks = [keep] if dropout else []
-    fn = compile_function([x, y, w, states0, *masks],
-                          [loss_ref, loss, finals_ref, finals, *auto, *(written[n] for n in names)])
+    fn = compile_c([x, y, w, states0, *masks],
+                   [loss_ref, loss, finals_ref, finals, *auto, *(written[n] for n in names)])
     args = (rng.integers(0, V, (T, B)).astype(np.int32), rng.integers(0, V, (T, B)).astype(np.int32),
             (rng.random((T, B)) > 0.2).astype(float), rng.normal(0, 0.5, (config.state_size, B, H)),
             *([(rng.random((layers, T, B, H)) > 0.3) / (1 - dropout)] if dropout else []))
@@ -67,7 +93,7 @@ def test_written_out_gradients_equal_finite_differences():
     dW_y, db_y, dtop = pytensor.grad(loss, [p["W_y"], p["b_y"], top])
     written = {"W_y": dW_y, "b_y": db_y, **bptt.backward(x, dtop, tape, p, config)}
     names = list(written)
-    got = compile_function([x, y], [written[n] for n in names])(np.array(xs, np.int32)[:, None],
+    got = compile_c([x, y], [written[n] for n in names])(np.array(xs, np.int32)[:, None],
                                                                    np.array(ys, np.int32)[:, None])
     want = finite_difference_grads(params, xs, ys)
     for name, g in zip(names, got, strict=True):

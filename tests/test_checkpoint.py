@@ -56,25 +56,24 @@ def test_a_version_1_checkpoint_still_loads(tmp_path):
     assert list(loaded) == ["W_x", "b_x", "W_h", "b_h", "W_y", "b_y"]
 
 
-def test_refuses_what_is_not_a_checkpoint(tmp_path, params):
+@pytest.mark.parametrize("name,message", [
+    ("missing.npz", "no checkpoint at"),
+    ("text.npz", "not a readable charrnn checkpoint"),
+    ("other.npz", "no readable metadata"),
+    ("objects.npz", "not a readable charrnn checkpoint"),
+    ("newer.npz", "upgrade charrnn"),
+    ("short.npz", "damaged: W_h"),
+    ("nolayer.npz", "damaged: missing W_h.1"),
+])
+def test_refuses_what_is_not_a_checkpoint(tmp_path, params, name, message):
     (tmp_path / "text.npz").write_text("hello")
     np.savez(tmp_path / "other.npz", x=np.zeros(3))
     np.savez(tmp_path / "objects.npz", meta=np.array([{"a": 1}], dtype=object))
     checkpoint.save(tmp_path / "newer.npz", params, {**META, "version": checkpoint.VERSION + 1})
     checkpoint.save(tmp_path / "short.npz", {**params, "W_h": np.zeros((2, 2), np.float32)}, META)
     checkpoint.save(tmp_path / "nolayer.npz", {k: v for k, v in params.items() if k != "W_h.1"}, META)
-    expected = {
-        "missing.npz": "no checkpoint at",
-        "text.npz": "not a readable charrnn checkpoint",
-        "other.npz": "no readable metadata",
-        "objects.npz": "not a readable charrnn checkpoint",
-        "newer.npz": "upgrade charrnn",
-        "short.npz": "damaged: W_h",
-        "nolayer.npz": "damaged: missing W_h.1",
-    }
-    for name, message in expected.items():
-        with pytest.raises(checkpoint.CheckpointError, match=message):
-            checkpoint.load(tmp_path / name)
+    with pytest.raises(checkpoint.CheckpointError, match=message):
+        checkpoint.load(tmp_path / name)
 
 
 def test_a_failed_write_keeps_the_previous_checkpoint(tmp_path, params):

@@ -75,45 +75,50 @@ def test_predict_errors(runner, trained_run, tmp_path):
     result = runner.invoke(cli, ["predict", "--seed", "hZé", "--unknown", "skip", "--checkpoint", ckpt,
                                  "--temperature", "0", "--length", "4"])
     assert result.exit_code == 0 and result.stdout == "ello"
-    for bad in (["--length", "0"], ["--temperature", "-1"]):
-        result = runner.invoke(cli, ["predict", "--seed", "h", "--checkpoint", ckpt, *bad])
-        assert result.exit_code == 2 and bad[0] in result.stderr, bad
     result = runner.invoke(cli, ["predict", "--seed", "", "--checkpoint", ckpt])
     assert result.exit_code == 2 and "seed is empty" in result.stderr
 
 
-def test_train_errors(runner, tmp_path):
-    bad = tmp_path / "bad.txt"
-    bad.write_bytes(b"hello \xff world")
-    empty = tmp_path / "empty.txt"
-    empty.write_text("   \n")
-    short = tmp_path / "short.txt"
-    short.write_text("abc")
-    thousand = tmp_path / "thousand.txt"
-    thousand.write_text(PATTERN * 77)
-    cases = [
-        ([str(tmp_path / "missing.txt")], 2, "does not exist"),
-        ([str(tmp_path)], 2, "is a directory"),
-        ([str(bad)], 1, "byte 0xff at offset 6 is not valid utf-8"),
-        ([str(empty)], 1, "is empty"),
-        ([str(short), "--preset", "lesson6"], 2, "--batch-size 1 x --seq-len 8 needs at least 9"),
-        ([str(short)], 2, "--batch-size 64 x --seq-len 64 needs at least 4097"),
-        ([str(thousand), "--preset", "lesson6", "--val-frac", "0.001"], 2, "leaves 1 characters for validation"),
-        ([str(short), "--hidden", "0"], 2, "--hidden"),
-        ([str(short), "--layers", "0"], 2, "--layers"),
-        ([str(short), "--batch-size", "0"], 2, "--batch-size"),
-        ([str(short), "--lr", "-0.1"], 2, "--lr"),
-        ([str(short), "--seq-len", "0"], 2, "--seq-len"),
-        ([str(short), "--dropout", "1"], 2, "--dropout"),
-        ([str(short), "--cell", "transformer"], 2, "--cell"),
-        ([str(short), "--max-time", "soon"], 2, "is not a duration"),
-        ([str(short), "--preset", "nope"], 2, "--preset"),
-    ]
-    for args, code, message in cases:
-        result = runner.invoke(cli, ["train", *args, "--out", str(tmp_path / "out")])
-        assert result.exit_code == code, (args, result.stderr)
-        assert message in result.stderr, (args, result.stderr)
-        assert "Traceback" not in result.stderr and result.stdout == ""
+@pytest.mark.parametrize("bad", [["--length", "0"], ["--temperature", "-1"]])
+def test_predict_refuses_numbers_out_of_range(runner, trained_run, bad):
+    result = runner.invoke(cli, ["predict", "--seed", "h", "--checkpoint", str(trained_run / "latest.npz"), *bad])
+    assert result.exit_code == 2 and bad[0] in result.stderr, bad
+
+
+@pytest.fixture(scope="module")
+def corpora(tmp_path_factory):
+    """Text files that `train` must refuse, each for its own reason."""
+    path = tmp_path_factory.mktemp("corpora")
+    (path / "bad.txt").write_bytes(b"hello \xff world")
+    (path / "empty.txt").write_text("   \n")
+    (path / "short.txt").write_text("abc")
+    (path / "thousand.txt").write_text(PATTERN * 77)
+    return path
+
+
+@pytest.mark.parametrize("args,code,message", [
+    (["missing.txt"], 2, "does not exist"),
+    (["."], 2, "is a directory"),
+    (["bad.txt"], 1, "byte 0xff at offset 6 is not valid utf-8"),
+    (["empty.txt"], 1, "is empty"),
+    (["short.txt", "--preset", "lesson6"], 2, "--batch-size 1 x --seq-len 8 needs at least 9"),
+    (["short.txt"], 2, "--batch-size 64 x --seq-len 64 needs at least 4097"),
+    (["thousand.txt", "--preset", "lesson6", "--val-frac", "0.001"], 2, "leaves 1 characters for validation"),
+    (["short.txt", "--hidden", "0"], 2, "--hidden"),
+    (["short.txt", "--layers", "0"], 2, "--layers"),
+    (["short.txt", "--batch-size", "0"], 2, "--batch-size"),
+    (["short.txt", "--lr", "-0.1"], 2, "--lr"),
+    (["short.txt", "--seq-len", "0"], 2, "--seq-len"),
+    (["short.txt", "--dropout", "1"], 2, "--dropout"),
+    (["short.txt", "--cell", "transformer"], 2, "--cell"),
+    (["short.txt", "--max-time", "soon"], 2, "is not a duration"),
+    (["short.txt", "--preset", "nope"], 2, "--preset"),
+])
+def test_train_errors(runner, corpora, tmp_path, args, code, message):
+    result = runner.invoke(cli, ["train", str(corpora / args[0]), *args[1:], "--out", str(tmp_path / "out")])
+    assert result.exit_code == code, (args, result.stderr)
+    assert message in result.stderr, (args, result.stderr)
+    assert "Traceback" not in result.stderr and result.stdout == ""
 
 
 def test_train_refuses_an_output_dir_it_cannot_create(runner, tmp_path):

@@ -1,6 +1,7 @@
 """Exact resume, the divergence guard and the stops, through real training runs."""
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -45,27 +46,38 @@ def test_resume_continues_exactly(tmp_path, optimizer):
     assert meta_b["step"] == 40 and meta_b["epoch"] == pytest.approx(meta_a["epoch"])
 
 
-def test_resume_refuses_another_corpus_or_fixed_options(tmp_path):
-    (tmp_path / "c.txt").write_text(PATTERN * 40)
-    train(tmp_path, "run", "--max-steps", "5")
+@pytest.fixture(scope="module")
+def resumable(tmp_path_factory):
+    """A run of 5 updates on c.txt (in its directory), and corpora it must not resume on."""
+    path = tmp_path_factory.mktemp("resumable")
+    (path / "c.txt").write_text(PATTERN * 40)
+    (path / "other.txt").write_text(PATTERN * 41)
+    (path / "new-chars.txt").write_text(PATTERN * 40 + "XYZ")
+    train(path, "run", "--max-steps", "5")
+    return path
+
+
+@pytest.mark.parametrize("args,code,message", [
+    (["other.txt"], 1, "not the corpus"),
+    (["new-chars.txt"], 1, "vocabulary lacks 'X' 'Y' 'Z'"),
+    (["c.txt", "--hidden", "32"], 2, "--hidden cannot change on --resume"),
+    (["c.txt", "--preset", "lesson6"], 2, "--preset cannot be combined"),
+    (["c.txt", "--resume", "none.npz"], 1, "no checkpoint at"),
+])
+def test_resume_refuses_another_corpus_or_fixed_options(resumable, args, code, message):
+    ckpt = resumable / "run" / "latest.npz"
+    before = ckpt.read_bytes()
+    resume = ["--resume", str(resumable / args[2])] if args[1:2] == ["--resume"] else ["--resume", str(ckpt), *args[1:]]
+    result = CliRunner().invoke(cli, ["train", str(resumable / args[0]), *resume])
+    assert result.exit_code == code and message in result.stderr, (args, result.stderr)
+    assert ckpt.read_bytes() == before  # nothing saved was touched
+
+
+def test_resume_takes_a_new_learning_rate(resumable, tmp_path):
+    shutil.copytree(resumable / "run", tmp_path / "run")
     ckpt = str(tmp_path / "run" / "latest.npz")
-    runner = CliRunner()
-    (tmp_path / "other.txt").write_text(PATTERN * 41)
-    (tmp_path / "new-chars.txt").write_text(PATTERN * 40 + "XYZ")
-    cases = [
-        ([str(tmp_path / "other.txt"), "--resume", ckpt], 1, "not the corpus"),
-        ([str(tmp_path / "new-chars.txt"), "--resume", ckpt], 1, "vocabulary lacks 'X' 'Y' 'Z'"),
-        ([str(tmp_path / "c.txt"), "--resume", ckpt, "--hidden", "32"], 2, "--hidden cannot change on --resume"),
-        ([str(tmp_path / "c.txt"), "--resume", ckpt, "--preset", "lesson6"], 2, "--preset cannot be combined"),
-        ([str(tmp_path / "c.txt"), "--resume", str(tmp_path / "none.npz")], 1, "no checkpoint at"),
-    ]
-    before = (tmp_path / "run" / "latest.npz").read_bytes()
-    for args, code, message in cases:
-        result = runner.invoke(cli, ["train", *args])
-        assert result.exit_code == code and message in result.stderr, (args, result.stderr)
-    assert (tmp_path / "run" / "latest.npz").read_bytes() == before  # nothing saved was touched
-    result = runner.invoke(cli, ["train", str(tmp_path / "c.txt"), "--resume", ckpt, "--max-steps", "8",
-                                 "--lr", "0.001", "--quiet"])  # lr may change
+    result = CliRunner().invoke(cli, ["train", str(resumable / "c.txt"), "--resume", ckpt, "--max-steps", "8",
+                                      "--lr", "0.001", "--quiet"])  # lr may change
     assert result.exit_code == 0, result.stderr
     _, meta = checkpoint.load(ckpt)
     assert meta["step"] == 8 and meta["train"]["lr"] == 0.001

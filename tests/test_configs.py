@@ -1,0 +1,57 @@
+"""What a configuration means: defaults < preset < explicit options, a checkpoint's configuration
+(version 1 included), what --resume may change, and the sampler's context."""
+from dataclasses import asdict
+
+import pytest
+
+from charrnn import configs
+from charrnn.configs import PRESETS, TrainConfig, build_configs
+from charrnn.model import ModelConfig
+
+
+def test_build_configs_takes_defaults_then_the_preset_then_explicit_options():
+    model_cfg, train_cfg = build_configs(7)
+    assert model_cfg == ModelConfig(7) and train_cfg == TrainConfig()
+    model_cfg, train_cfg = build_configs(7, "lesson6")
+    assert (model_cfg.cell, model_cfg.layers, train_cfg.seq_len, train_cfg.optimizer) == ("rnn", 1, 8, "sgd")
+    assert train_cfg.eval_every == TrainConfig().eval_every  # not in the preset: the default stands
+    model_cfg, train_cfg = build_configs(7, "lesson6", hidden=32, seq_len=16, lr=None)
+    assert (model_cfg.hidden, train_cfg.seq_len) == (32, 16)  # explicit beats the preset
+    assert train_cfg.lr == PRESETS["lesson6"]["lr"]  # None means "not given"
+
+
+def meta_of(model_cfg, train_cfg, **more):
+    return {"version": 2, "vocab": "abcdefg", "model": asdict(model_cfg), "train": asdict(train_cfg), **more}
+
+
+def test_a_checkpoints_configuration_round_trips():
+    model_cfg, train_cfg = build_configs(7, cell="lstm", layers=3, batch_size=5, carry_state=False)
+    assert configs.checkpoint_configs(meta_of(model_cfg, train_cfg)) == (model_cfg, train_cfg)
+
+
+def test_version_1_checkpoints_are_the_lesson6_network():
+    meta = {"version": 1, "vocab": "abcd", "model": {"vocab_size": 4, "hidden": 6}, "train": {"seq_len": 8}}
+    model_cfg, train_cfg = configs.checkpoint_configs(meta)
+    assert model_cfg == ModelConfig(4, cell="rnn", hidden=6, layers=1, activation="relu", dropout=0.0)
+    assert (train_cfg.batch_size, train_cfg.seq_len, train_cfg.carry_state, train_cfg.optimizer) == (1, 8, False, "sgd")
+
+
+def test_a_model_that_disagrees_with_its_vocabulary_is_refused():
+    with pytest.raises(ValueError, match="disagree"):
+        configs.model_config({"version": 2, "vocab": "ab", "model": asdict(ModelConfig(3))})
+
+
+def test_resume_takes_the_options_that_may_change_and_refuses_the_others():
+    model_cfg, train_cfg = build_configs(7, hidden=16)
+    meta = meta_of(model_cfg, train_cfg, resume={})
+    got_model, got_train = configs.resume_configs(meta, {"lr": 0.5, "hidden": 16, "seq_len": None, "max_steps": 9})
+    assert got_model == model_cfg and (got_train.lr, got_train.max_steps) == (0.5, 9)
+    with pytest.raises(configs.OptionClash, match=r"--hidden, --seq-len cannot change on --resume"):
+        configs.resume_configs(meta, {"hidden": 32, "seq_len": 3})
+    with pytest.raises(configs.ConfigError, match="no training state"):
+        configs.resume_configs(meta_of(model_cfg, train_cfg), {})
+
+
+def test_the_sampler_reads_what_the_network_learnt_from():
+    assert configs.sampler_context(TrainConfig(carry_state=True, seq_len=50)) is None
+    assert configs.sampler_context(TrainConfig(carry_state=False, seq_len=50)) == 50

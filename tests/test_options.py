@@ -1,0 +1,52 @@
+"""The shared options: one declaration, one help text, honoured by every command that takes it."""
+import logging
+import sys
+import warnings
+
+import click
+from click.testing import CliRunner
+
+from charrnn.cli import cli
+from charrnn.options import QUIET
+
+
+@click.command()
+@QUIET
+def noisy(quiet):
+    """Warns and logs to stderr the way a library does while compiling, then prints data."""
+    library = logging.getLogger("a-library")
+    handler = logging.StreamHandler(sys.stderr)
+    library.addHandler(handler)
+    try:
+        warnings.warn("a library warning")
+        library.warning("a library log record")
+    finally:
+        library.removeHandler(handler)
+    click.echo("data")
+
+
+def show_on_stderr(message, category, filename, lineno, file=None, line=None):
+    """Python's own way of showing a warning, to the stderr of the moment."""
+    sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+
+def test_quiet_keeps_library_warnings_and_log_records_off_stderr():
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")  # as outside the test suite, where warnings are not errors
+        warnings.showwarning = show_on_stderr  # and are not recorded by pytest
+        loud = CliRunner().invoke(noisy, [])
+        assert "a library warning" in loud.stderr and "a library log record" in loud.stderr, loud.stderr
+        quiet = CliRunner().invoke(noisy, ["-q"])
+    assert quiet.exit_code == 0 and quiet.stdout == "data\n" and quiet.stderr == ""
+    assert logging.getLogger("a-library").isEnabledFor(logging.WARNING)  # and only for that command
+
+
+def test_every_command_shares_one_quiet_and_one_backend_option():
+    helps = {}
+    for name, command in cli.commands.items():
+        for param in command.params:
+            if param.name in ("quiet", "backend", "checkpoint_path") and isinstance(param, click.Option):
+                helps.setdefault(param.name, set()).add(param.help)
+    assert all(len(texts) == 1 for texts in helps.values()), helps
+    quiet = [name for name, command in cli.commands.items() if any(p.name == "quiet" for p in command.params)]
+    assert sorted(quiet) == sorted(cli.commands)

@@ -1,0 +1,33 @@
+"""The text views: info's report."""
+from charrnn.report import format_info
+
+
+def described(**changes):
+    report = {
+        "checkpoint": "run/best.npz", "format": "charrnn-checkpoint", "version": 2, "charrnn_version": "0.1.0",
+        "model": {"vocab_size": 3, "cell": "lstm", "hidden": 16, "layers": 2, "activation": "relu", "dropout": 0.2},
+        "train": {"optimizer": "adam", "lr": 0.002, "batch_size": 4, "seq_len": 8, "carry_state": True,
+                  "backend": "jax"},
+        "vocab_size": 3, "vocab": "abc", "parameters": 12_345, "step": 1_200, "epoch": 2.5, "loss": 1.23456,
+        "val_loss": None, "best_val_loss": None,
+    }
+    return {**report, **changes}
+
+
+def test_format_info_lays_out_every_line():
+    assert format_info(described()).splitlines() == [
+        "checkpoint   run/best.npz (charrnn-checkpoint version 2, charrnn 0.1.0)",
+        "model        lstm, 2 layer(s) of 16, dropout 0.2",
+        "parameters   12,345",
+        'vocabulary   3 characters: "abc"',
+        "training     adam, lr 0.002, batch 4 x seq 8, carried state, backend jax",
+        "progress     1,200 updates, 2.50 epochs",
+        "loss         train 1.2346, validation -, best validation - nats/char",
+    ]
+
+
+def test_format_info_names_the_rnn_activation_and_cuts_a_long_vocabulary():
+    rnn = {"vocab_size": 100, "cell": "rnn", "hidden": 8, "layers": 1, "activation": "tanh", "dropout": 0.0}
+    lines = format_info(described(model=rnn, vocab="x" * 100, vocab_size=100)).splitlines()
+    assert lines[1] == "model        rnn (tanh), 1 layer(s) of 8, dropout 0.0"
+    assert lines[3] == 'vocabulary   100 characters: "' + "x" * 77 + '..."'
