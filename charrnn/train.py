@@ -229,10 +229,9 @@ class Trainer:
     def restore(self, params, extras, meta):
         """Continue exactly where a checkpoint written by this class stopped: parameters, optimizer
         state, carried state and the TrainState (the dropout masks follow from the step)."""
-        for name, p in self.params.items():
-            p.set_value(params[name])
-        for name, s in self.opt_state.items():
-            s.set_value(np.asarray(extras[f"opt.{name}"], dtype=s.dtype))  # older checkpoints hold a float64 t
+        arrays = {**params, **{name: extras[f"opt.{name}"] for name in self.opt_state}}
+        for name, v in {**self.params, **self.opt_state}.items():
+            v.set_value(np.asarray(arrays[name], dtype=v.dtype))  # older checkpoints hold a float64 t
         self.state, self.states, self.resumed = TrainState.from_meta(meta), extras.get("state"), True
 
     def compile(self):
@@ -250,7 +249,7 @@ class Trainer:
         per_step = self.cfg.seq_len * self.cfg.batch_size
         self.stop_signal = None
         with stop_signals(self._on_signal):
-            with self._bar(total=self.total_steps * per_step, initial=self.state.step * per_step, smoothing=0.05,
+            with progress_bar(self.bar_off, total=self.total_steps * per_step, initial=self.state.step * per_step, smoothing=0.05,
                            desc=f"{self.cfg.backend} on {self.device}") as self.metrics.bar:
                 self._loop()
                 self._validate_once()
@@ -270,10 +269,6 @@ class Trainer:
         self.corpus_id = fingerprint(train_ids)
         per_step = self.cfg.seq_len * self.cfg.batch_size
         self.metrics = RunLog(self.out_dir, self.log, per_step, len(self.stream), fresh=not self.resumed)
-
-    def _bar(self, **options):
-        """A progress bar counting characters on stderr, hidden as show_progress says."""
-        return tqdm(**options, unit="char", unit_scale=True, disable=self.bar_off, file=sys.stderr, dynamic_ncols=True)
 
     def _on_signal(self, signum, frame):
         self.stop_signal = signum  # the loop finishes its step, then stops and checkpoints
@@ -346,7 +341,7 @@ class Trainer:
         """Mean nats per character over the validation part; keeps best.npz at the lowest."""
         start, s = time.perf_counter(), self.state
         # A pass over a large corpus's validation part takes a while (5 MB: over a minute): show it.
-        with self._bar(desc="validation", leave=False) as bar:
+        with progress_bar(self.bar_off, desc="validation", leave=False) as bar:
             total, _, count = evaluate_stream(self.eval_fn, self.val_stream, self.model_cfg, self.cfg.carry_state,
                                               self.dtype, bar)
         best, self.val_loss_step = s.record_validation(total / count), s.step
@@ -378,6 +373,11 @@ class Trainer:
         return {"charrnn_version": __version__, "vocab": self.vocab.to_json(), "model": asdict(self.model_cfg),
                 "train": asdict(self.cfg), "epoch": epochs_done(self.state, len(self.stream)),
                 "char_counts": self.char_counts.tolist(), **summary}  # char_counts: per id, in the training part
+
+
+def progress_bar(disable, **options):
+    """A tqdm bar counting characters on stderr; `disable` as tqdm's (None: only on a terminal)."""
+    return tqdm(**options, unit="char", unit_scale=True, disable=disable, file=sys.stderr, dynamic_ncols=True)
 
 
 @contextlib.contextmanager
