@@ -3,6 +3,7 @@
 The only module that talks to the terminal. Data goes to stdout; progress, logs and errors to stderr.
 """
 import json
+import math
 import sys
 import tempfile
 from dataclasses import asdict, fields, replace
@@ -12,7 +13,7 @@ from pathlib import Path
 import click
 from tqdm import tqdm
 
-from charrnn import __version__, checkpoint, idcache, shakespeare
+from charrnn import __version__, checkpoint, idcache, lock, shakespeare
 from charrnn.backend import BACKENDS, DEFAULT_BACKEND
 from charrnn.corpus import CorpusError, Vocab, read_text, split
 from charrnn.evaluate import score_model, score_unigram
@@ -60,6 +61,8 @@ class Duration(click.ParamType):
         try:
             seconds = float(text[:-1] if scale else text) * (scale or 1)
         except ValueError:
+            seconds = math.nan
+        if not math.isfinite(seconds):
             self.fail(f"{value!r} is not a duration like 90s, 20m or 2h", param, ctx)
         if seconds <= 0:
             self.fail(f"{value!r} must be positive", param, ctx)
@@ -139,6 +142,7 @@ def train(corpus, encoding, preset, resume, out, quiet, **options):
     train_ids, val_ids = split(ids, train_cfg.val_frac)
     _check_sizes(len(train_ids), len(val_ids), train_cfg)
     out_dir = _make_out_dir(out or (Path(resume).parent if resume else DEFAULT_RUN))
+    _lock_out_dir(out_dir)
     log(f"corpus: {len(train_ids) + len(val_ids):,} characters ({len(val_ids):,} for validation), "
         f"vocabulary of {len(vocab)}")
     trainer = Trainer(vocab, model_cfg, train_cfg, out_dir, log=log, progress=True if quiet else None)
@@ -243,6 +247,16 @@ def _make_out_dir(out):
     return Path(out)
 
 
+def _lock_out_dir(out):
+    """Hold OUT's lock until the command ends: one run per output directory."""
+    try:
+        click.get_current_context().with_resource(lock.hold(out))
+    except lock.Locked as e:
+        raise click.ClickException(str(e)) from None
+    except OSError as e:
+        raise click.ClickException(f"cannot lock {out}: {e.strerror or e}") from None
+
+
 @cli.command(context_settings=ENV)
 @click.option("--seed", required=True, help="Text to start from; - reads it from stdin (one final newline dropped).")
 @CHECKPOINT
@@ -305,11 +319,16 @@ def _first_line(sampler, vocab, seed, length, temperature, rng_seed, unknown):
     return text.split("\n", 1)[0]
 
 
-def _load(path, extras=False):
-    """A checkpoint's (params, meta); by default the run directory's best.npz, else its latest.npz."""
+def _load(path, extras=False, describe=False):
+    """A checkpoint's (params, meta); by default the run directory's best.npz, else its latest.npz.
+    With `describe` (for info), one whose weights are not finite loads too."""
     path = path or _default_checkpoint()
     try:
         return checkpoint.load(path, extras)
+    except checkpoint.NonFiniteWeights as e:
+        if describe:
+            return e.params, e.meta
+        raise click.ClickException(str(e)) from None
     except checkpoint.CheckpointError as e:
         hint = "; train one with `charrnn train CORPUS` or pass --checkpoint" if "no checkpoint" in str(e) else ""
         raise click.ClickException(f"{e}{hint}") from None
@@ -389,13 +408,13 @@ def info(checkpoint_path, as_json, quiet):
       charrnn info
       charrnn info run1/latest.npz --json
     """
-    params, meta = _load(checkpoint_path)
+    params, meta = _load(checkpoint_path, describe=True)
     report = {
         "checkpoint": str(checkpoint_path or _default_checkpoint()),
         "format": meta["format"], "version": meta["version"], "charrnn_version": meta.get("charrnn_version"),
         "model": asdict(checkpoint.model_config(meta)), "train": meta.get("train", {}),
         "vocab_size": len(meta["vocab"]), "vocab": meta["vocab"],
-        "parameters": int(sum(a.size for a in params.values())),
+        "parameters": int(sum(a.size for a in params.values())), "nonfinite": checkpoint.nonfinite(params),
         "step": meta.get("step"), "epoch": meta.get("epoch"), "loss": meta.get("loss"),
         "val_loss": meta.get("val_loss"), "best_val_loss": meta.get("best_val_loss"),
     }

@@ -2,6 +2,7 @@
 import json
 
 from charrnn.backend import DEFAULT_BACKEND
+from charrnn.checkpoint import describe_nonfinite
 
 
 def format_next(seed, best, probs, width=16):
@@ -48,6 +49,7 @@ def format_info(r):
         f"checkpoint   {r['checkpoint']} ({r['format']} version {r['version']}, charrnn {r['charrnn_version']})",
         f"model        {cell}, {m['layers']} layer(s) of {m['hidden']}, dropout {m['dropout']}",
         f"parameters   {r['parameters']:,}",
+        f"weights      {'not finite: ' + describe_nonfinite(r['nonfinite']) if r['nonfinite'] else 'finite'}",
         f"vocabulary   {r['vocab_size']} characters: {json.dumps(preview, ensure_ascii=False)}",
         f"training     {t.get('optimizer', 'sgd')}, lr {t.get('lr')}, batch {t.get('batch_size', 1)} x "
         f"seq {t.get('seq_len')}, {'carried' if t.get('carry_state') else 'reset'} state, "

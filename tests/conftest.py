@@ -5,6 +5,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+# Property tests are part of the suite, so they run the same examples every time, quickly: derandomized,
+# no example database, no deadline (a shared machine's timing is not a failure).
+settings.register_profile("charrnn", max_examples=100, derandomize=True, database=None, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("charrnn")
 
 PATTERN = "hello world! "
 
