@@ -95,6 +95,9 @@ def _decode_piece(decoder, raw, offset, encoding, name):
             f"{name}: byte 0x{e.object[e.start]:02x} at offset {offset - pending + e.start} is not valid "
             f"{encoding}; pass --encoding to read it another way"
         ) from None
+    except UnicodeError as e:  # utf-16 and utf-32 read incrementally: no byte-order mark, so no known order
+        raise CorpusError(f"{name} is not valid {encoding}: {e}; pass --encoding to read it another way "
+                          f"(utf-16-le, utf-16-be, ... name the byte order)") from None
 
 
 def code_points(text):
@@ -107,7 +110,9 @@ class Vocab:
 
     def __init__(self, chars):
         self.chars = "".join(chars)
-        _refuse_surrogates(self.chars, 0, "a vocabulary")
+        if SURROGATE.search(self.chars):
+            code = ord(SURROGATE.search(self.chars).group())
+            raise CorpusError(f"U+{code:04X} is a lone surrogate, not a character; a vocabulary holds characters only")
         self._codes = np.array([ord(c) for c in self.chars], dtype=np.uint32)  # sorted code points
         if len(self.chars) == 0 or np.any(np.diff(self._codes.astype(np.int64)) <= 0):
             raise ValueError("a vocabulary is a non-empty string of distinct characters in code-point order")

@@ -9,6 +9,7 @@ from dataclasses import asdict
 
 import numpy as np
 import pytest
+from conftest import write_bomb
 from hypothesis import given, settings, strategies as st
 from numpy.lib import format as npformat
 
@@ -93,22 +94,6 @@ def test_a_failed_write_keeps_the_previous_checkpoint(tmp_path, params):
         checkpoint.save(path, broken, META)
     assert path.read_bytes() == before
     assert os.listdir(tmp_path) == ["latest.npz"]
-
-
-BOMB = (1 << 28,)  # float32 zeros: 1 GiB inflated, about 1 MB deflated
-
-
-def write_bomb(zf, name, shape=BOMB):
-    """A member with a valid .npy header for float32 zeros of `shape`, deflated as it is streamed: the
-    test never holds the inflated bytes."""
-    header = io.BytesIO()
-    npformat.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False, "shape": shape})
-    zeros, left = memoryview(bytes(16 << 20)), 4 * math.prod(shape)
-    with zf.open(name, "w", force_zip64=True) as f:
-        f.write(header.getvalue())
-        while left:
-            f.write(zeros[: min(left, len(zeros))])
-            left -= min(left, len(zeros))
 
 
 def copy_without(src, dst, name):

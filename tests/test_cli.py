@@ -7,12 +7,14 @@ import subprocess
 import termios
 import time
 
+import click
 import pytest
 from click.testing import CliRunner
+from hypothesis import given, strategies as st
 
 import charrnn
 from charrnn import checkpoint
-from charrnn.cli import cli
+from charrnn.cli import Duration, cli
 from charrnn.report import format_next
 from conftest import PATTERN
 
@@ -328,3 +330,26 @@ def test_eval_shows_its_progress_on_a_terminal_only(trained_run, tmp_path, charr
     piped = subprocess.run(cmd, capture_output=True, text=True, check=True)
     assert piped.stdout == out and "scoring" not in piped.stderr
     assert "scoring" not in on_a_terminal([*cmd, "--quiet"])[1]
+
+
+@given(amount=st.floats(min_value=1e-3, max_value=1e6), unit=st.sampled_from(["", "s", "m", "h", "S", "M", "H"]),
+       space=st.sampled_from(["", " "]))
+def test_duration_reads_any_positive_amount_and_unit(amount, unit, space):
+    scale = {"": 1, "s": 1, "m": 60, "h": 3600}[unit.lower()]
+    assert Duration().convert(f"{space}{amount!r}{unit}{space}", None, None) == amount * scale
+
+
+@given(text=st.text(max_size=12))
+def test_duration_is_a_positive_number_of_seconds_or_a_usage_error(text):
+    try:
+        seconds = Duration().convert(text, None, None)
+    except click.BadParameter as e:
+        assert "\n" not in e.message and repr(text) in e.message
+    else:
+        assert 0 < seconds < float("inf")
+
+
+def test_duration_refuses_what_is_not_a_positive_finite_duration():
+    for bad in ("nan", "inf", "-inf", "1e999h", "0", "-5m", "", "m", "5 minutes"):
+        with pytest.raises(click.BadParameter):
+            Duration().convert(bad, None, None)
