@@ -1,4 +1,5 @@
 import contextlib
+import importlib.metadata
 import io
 import math
 import shutil
@@ -15,6 +16,14 @@ from numpy.lib import format as npformat
 settings.register_profile("charrnn", max_examples=100, derandomize=True, database=None, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("charrnn")
+
+
+
+def pytest_report_header():
+    """The versions this run tests (CI installs the newest pip resolves)."""
+    return "charrnn on " + ", ".join(f"{name} {importlib.metadata.version(name)}"
+                                     for name in ("pytensor", "jax", "jaxlib", "numpy", "numba", "click"))
+
 
 PATTERN = "hello world! "
 BOMB = (1 << 28,)  # float32 zeros: 1 GiB inflated, about 1 MB deflated
