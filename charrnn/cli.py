@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 from tqdm import tqdm
 
-from charrnn import __version__, checkpoint, configs, idcache, report, shakespeare
+from charrnn import __version__, checkpoint, configs, idcache, lock, report, shakespeare
 from charrnn.backend import DEFAULT_BACKEND
 from charrnn.configs import PRESETS
 from charrnn.corpus import CorpusError, TooShort, Vocab, check_sizes, fingerprint, read_text, split
@@ -78,6 +78,7 @@ def train(corpus, encoding, preset, resume, out, quiet, **options):
     except TooShort as e:
         raise click.BadParameter(str(e), param_hint=f"'{e.option}'") from None
     out_dir = _make_out_dir(out or (Path(resume).parent if resume else DEFAULT_RUN))
+    _lock_out_dir(out_dir)
     log(f"corpus: {len(ids):,} characters ({len(val_ids):,} for validation), vocabulary of {len(vocab)}")
     trainer = Trainer(vocab, model_cfg, train_cfg, out_dir, log=log, show_progress=False if quiet else None)
     if resume:
@@ -160,6 +161,16 @@ def _make_out_dir(out):
     return Path(out)
 
 
+def _lock_out_dir(out):
+    """Hold OUT's lock until the command ends: one run per output directory."""
+    try:
+        click.get_current_context().with_resource(lock.hold(out))
+    except lock.Locked as e:
+        raise click.ClickException(str(e)) from None
+    except OSError as e:
+        raise click.ClickException(f"cannot lock {out}: {e.strerror or e}") from None
+
+
 @cli.command(context_settings=ENV)
 @click.option("--seed", required=True, help="Text to start from; - reads it from stdin (one final newline dropped).")
 @CHECKPOINT
@@ -222,11 +233,16 @@ def _first_line(sampler, vocab, seed, length, temperature, rng_seed, unknown):
     return text.split("\n", 1)[0]
 
 
-def _load(path, extras=False):
-    """A checkpoint's (params, meta); by default the run directory's best.npz, else its latest.npz."""
+def _load(path, extras=False, describe=False):
+    """A checkpoint's (params, meta); by default the run directory's best.npz, else its latest.npz.
+    With `describe` (for info), one whose weights are not finite loads too."""
     path = path or _default_checkpoint()
     try:
         return checkpoint.load(path, extras)
+    except checkpoint.NonFiniteWeights as e:
+        if describe:
+            return e.params, e.meta
+        raise click.ClickException(str(e)) from None
     except checkpoint.CheckpointError as e:
         hint = "; train one with `charrnn train CORPUS` or pass --checkpoint" if "no checkpoint" in str(e) else ""
         raise click.ClickException(f"{e}{hint}") from None
@@ -299,7 +315,7 @@ def info(checkpoint_path, as_json, quiet):
       charrnn info
       charrnn info run1/latest.npz --json
     """
-    params, meta = _load(checkpoint_path)
+    params, meta = _load(checkpoint_path, describe=True)
     described = report.info(checkpoint_path or _default_checkpoint(), params, meta)
     click.echo(json.dumps(described, ensure_ascii=False) if as_json else report.format_info(described))
 

@@ -3,6 +3,7 @@ import codecs
 import encodings
 import hashlib
 import io
+import re
 import sys
 from functools import cached_property
 from pathlib import Path
@@ -70,6 +71,7 @@ def decode_pieces(stream, encoding, name, chunk=CHUNK):
         if "\x00" in piece:
             raise CorpusError(f"{name}: NUL character at offset {chars + piece.index(chr(0))}; "
                               f"this looks like a binary file, not text")
+        _refuse_surrogates(piece, chars, name)
         blank = blank and not piece.strip()
         if piece:
             chars += len(piece)
@@ -78,6 +80,18 @@ def decode_pieces(stream, encoding, name, chunk=CHUNK):
             break
     if blank:
         raise CorpusError(f"{name} is empty (or only whitespace); give charrnn some text to learn from")
+
+
+SURROGATE = re.compile("[\ud800-\udfff]")  # halves of UTF-16 pairs: code points that are not characters
+
+
+def _refuse_surrogates(text, offset, name):
+    """CorpusError for a lone surrogate in `text` (which starts at character `offset`): a strict decoder
+    never yields one, but utf-7 and unicode_escape do, and no file or JSON could hold it."""
+    found = SURROGATE.search(text)
+    if found:
+        raise CorpusError(f"{name}: U+{ord(found.group()):04X} at offset {offset + found.start()} is a lone "
+                          f"surrogate, not a character; pass --encoding to read it another way")
 
 
 def _decode_piece(decoder, raw, offset, encoding, name):
@@ -90,6 +104,9 @@ def _decode_piece(decoder, raw, offset, encoding, name):
             f"{name}: byte 0x{e.object[e.start]:02x} at offset {offset - pending + e.start} is not valid "
             f"{encoding}; pass --encoding to read it another way"
         ) from None
+    except UnicodeError as e:  # utf-16 and utf-32 read incrementally: no byte-order mark, so no known order
+        raise CorpusError(f"{name} is not valid {encoding}: {e}; pass --encoding to read it another way "
+                          f"(utf-16-le, utf-16-be, ... name the byte order)") from None
 
 
 def code_points(text):
@@ -102,6 +119,9 @@ class Vocab:
 
     def __init__(self, chars):
         self.chars = "".join(chars)
+        if SURROGATE.search(self.chars):
+            code = ord(SURROGATE.search(self.chars).group())
+            raise CorpusError(f"U+{code:04X} is a lone surrogate, not a character; a vocabulary holds characters only")
         self._codes = np.array([ord(c) for c in self.chars], dtype=np.uint32)  # sorted code points
         if len(self.chars) == 0 or np.any(np.diff(self._codes.astype(np.int64)) <= 0):
             raise ValueError("a vocabulary is a non-empty string of distinct characters in code-point order")

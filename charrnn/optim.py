@@ -21,12 +21,19 @@ def clip_by_global_norm(grads, max_norm):
     return [g * scale for g in grads]
 
 
+SLOTS = {"sgd": (), "momentum": ("v",), "rmsprop": ("s",), "adam": ("m", "v")}  # state arrays per parameter
+
+
+def state_names(name, param_names):
+    """The names of optimizer `name`'s state for these parameters: `<slot>.<param>`, and adam's `t`."""
+    return [f"{slot}.{p}" for slot in SLOTS[name] for p in param_names] + (["t"] if name == "adam" else [])
+
+
 def optimizer_state(name, params):
     """Fresh shared state variables for optimizer `name`, keyed `<state>.<param>`."""
-    slots = {"sgd": (), "momentum": ("v",), "rmsprop": ("s",), "adam": ("m", "v")}[name]
     state = {
         f"{slot}.{pname}": pytensor.shared(np.zeros_like(p.get_value()), name=f"{slot}.{pname}", shape=p.type.shape)
-        for slot in slots
+        for slot in SLOTS[name]
         for pname, p in params.items()
     }
     if name == "adam":

@@ -1,6 +1,7 @@
 """The command line's shared options and parameter types: declared once, with one help text each,
 for every command that takes them (as simonw/llm does)."""
 import logging
+import math
 import warnings
 from dataclasses import fields
 
@@ -57,6 +58,8 @@ class Duration(click.ParamType):
         try:
             seconds = float(text[:-1] if scale else text) * (scale or 1)
         except ValueError:
+            seconds = math.nan
+        if not math.isfinite(seconds):
             self.fail(f"{value!r} is not a duration like 90s, 20m or 2h", param, ctx)
         if seconds <= 0:
             self.fail(f"{value!r} must be positive", param, ctx)

@@ -3,6 +3,7 @@ import json
 from dataclasses import asdict
 
 from charrnn.cells import cell
+from charrnn.checkpoint import describe_nonfinite, nonfinite
 from charrnn.configs import checkpoint_configs
 from charrnn.model import ModelConfig
 
@@ -46,7 +47,7 @@ def info(path, params, meta):
         "checkpoint": str(path), "format": meta["format"], "version": meta["version"],
         "charrnn_version": meta.get("charrnn_version"), "model": asdict(model_cfg), "train": asdict(train_cfg),
         "vocab_size": len(meta["vocab"]), "vocab": meta["vocab"],
-        "parameters": int(sum(a.size for a in params.values())),
+        "parameters": int(sum(a.size for a in params.values())), "nonfinite": nonfinite(params),
         **{key: meta.get(key) for key in ("step", "epoch", "loss", "val_loss", "best_val_loss")},
     }
 
@@ -63,6 +64,7 @@ def format_info(r):
         f"checkpoint   {r['checkpoint']} ({r['format']} version {r['version']}, charrnn {r['charrnn_version']})",
         f"model        {cell(ModelConfig(**m)).label}, {m['layers']} layer(s) of {m['hidden']}, dropout {m['dropout']}",
         f"parameters   {r['parameters']:,}",
+        f"weights      {'not finite: ' + describe_nonfinite(r['nonfinite']) if r['nonfinite'] else 'finite'}",
         f"vocabulary   {r['vocab_size']} characters: {json.dumps(preview, ensure_ascii=False)}",
         f"training     {t['optimizer']}, lr {t['lr']}, batch {t['batch_size']} x seq {t['seq_len']}, "
         f"{'carried' if t['carry_state'] else 'reset'} state, backend {t['backend']}",

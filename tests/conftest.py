@@ -1,12 +1,45 @@
 import contextlib
+import importlib.metadata
+import io
+import math
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
+from numpy.lib import format as npformat
+
+# Property tests are part of the suite, so they run the same examples every time, quickly: derandomized,
+# no example database, no deadline (a shared machine's timing is not a failure).
+settings.register_profile("charrnn", max_examples=100, derandomize=True, database=None, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("charrnn")
+
+
+
+def pytest_report_header():
+    """The versions this run tests (CI installs the newest pip resolves)."""
+    return "charrnn on " + ", ".join(f"{name} {importlib.metadata.version(name)}"
+                                     for name in ("pytensor", "jax", "jaxlib", "numpy", "numba", "click"))
+
 
 PATTERN = "hello world! "
+BOMB = (1 << 28,)  # float32 zeros: 1 GiB inflated, about 1 MB deflated
+
+
+def write_bomb(zf, name, shape=BOMB):
+    """A member of the zip `zf` with a valid .npy header for float32 zeros of `shape`, deflated as it is
+    streamed: the test never holds the inflated bytes."""
+    header = io.BytesIO()
+    npformat.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False, "shape": shape})
+    zeros, left = memoryview(bytes(16 << 20)), 4 * math.prod(shape)
+    with zf.open(name, "w", force_zip64=True) as f:
+        f.write(header.getvalue())
+        while left:
+            f.write(zeros[: min(left, len(zeros))])
+            left -= min(left, len(zeros))
 
 
 @contextlib.contextmanager

@@ -1,6 +1,10 @@
 """Bad input gets one line on stderr, exit code 1 (runtime) or 2 (usage), no traceback, and leaves
 what was saved untouched."""
 import json
+import os
+import shutil
+import subprocess
+import zipfile
 
 import numpy as np
 import pytest
@@ -8,7 +12,7 @@ from click.testing import CliRunner
 
 from charrnn import checkpoint
 from charrnn.cli import cli
-from conftest import PATTERN, tmpfs
+from conftest import PATTERN, tmpfs, write_bomb
 
 
 def run(*args, input=None):
@@ -138,3 +142,41 @@ def test_empty_file(tmp_path):
     result = run("train", str(tmp_path / "zero.txt"), "--out", str(tmp_path / "run"))
     assert result.exit_code == 1 and "is empty" in one_error_line(result)
     assert not (tmp_path / "run").exists() or not any((tmp_path / "run").iterdir())
+
+
+def test_a_deflate_bomb_in_a_checkpoint_is_never_inflated(tmp_path, trained_run, charrnn_cmd):
+    """The issue's file: the real model plus a member of float32 zeros, 1 GiB inflated and 1 MB on
+    disk. `predict` ignores it: the process never holds it (its peak memory stays under a GiB)."""
+    bomb = tmp_path / "bomb.npz"
+    shutil.copy(trained_run / "latest.npz", bomb)
+    with zipfile.ZipFile(bomb, "a", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
+        write_bomb(zf, "extra.npy")
+    with open(tmp_path / "out", "w") as out, open(tmp_path / "err", "w") as err:
+        proc = subprocess.Popen([*charrnn_cmd, "predict", "--seed", "hello", "--length", "20", "--temperature", "0",
+                                 "--checkpoint", str(bomb)], stdout=out, stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)  # this child's own peak memory
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    assert proc.returncode == 0, (tmp_path / "err").read_text()
+    assert len((tmp_path / "out").read_text()) == 20
+    assert usage.ru_maxrss * 1024 < (1 << 30)  # ru_maxrss is in KiB on Linux
+
+
+def test_a_checkpoint_whose_weights_are_not_finite(tmp_path, trained_run):
+    params, meta, extras = checkpoint.load(trained_run / "latest.npz", extras=True)
+    bad = {**params, "W_h": np.full_like(params["W_h"], np.nan), "b_y": params["b_y"].copy()}
+    bad["b_y"][3] = np.inf
+    checkpoint.save(tmp_path / "nan.npz", {**bad, **extras}, meta)
+    ckpt = str(tmp_path / "nan.npz")
+    expected = f"{ckpt} has weights that are not finite numbers (W_h: 4,096 NaN; b_y: 1 inf)"
+    for command in (["predict", "--seed", "hello", "--checkpoint", ckpt],
+                    ["eval", str(trained_run / "corpus.txt"), "--checkpoint", ckpt],
+                    ["train", str(trained_run / "corpus.txt"), "--resume", ckpt, "--max-steps", "1600"]):
+        result = run(*command)
+        assert result.exit_code == 1 and expected in one_error_line(result), (command, result.stderr)
+        assert result.stdout == ""
+    result = run("info", ckpt)
+    assert result.exit_code == 0 and "weights      not finite: W_h: 4,096 NaN; b_y: 1 inf" in result.stdout
+    assert "1,500 updates" in result.stdout
+    report = json.loads(run("info", ckpt, "--json").stdout)
+    assert report["nonfinite"] == {"W_h": {"NaN": 4096}, "b_y": {"inf": 1}} and report["step"] == 1500
+    assert "weights      finite" in run("info", str(trained_run / "latest.npz")).stdout

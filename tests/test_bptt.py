@@ -7,7 +7,7 @@ import pytest
 
 from charrnn import bptt, cells, model
 from charrnn.model import ModelConfig
-from reference import compile_c, finite_difference_grads, random_params
+from reference import compile_py, finite_difference_grads, random_params
 
 V, H, T, B = 5, 4, 6, 3
 CELLS = [("rnn", "relu", 1, 0.3), ("rnn", "tanh", 2, 0.3), ("gru", "relu", 2, 0.3), ("lstm", "relu", 2, 0.3),
@@ -67,7 +67,7 @@ def check_against_autodiff(config):
     dW_y, db_y, dtop = pytensor.grad(loss, [p["W_y"], p["b_y"], top])
     written = {"W_y": dW_y, "b_y": db_y, **bptt.backward(x, dtop, tape, p, config, keep)}
     masks = [keep] if dropout else []
-    fn = compile_c([x, y, w, states0, *masks],
+    fn = compile_py([x, y, w, states0, *masks],
                    [loss_ref, loss, finals_ref, finals, *auto, *(written[n] for n in names)])
     args = (rng.integers(0, V, (T, B)).astype(np.int32), rng.integers(0, V, (T, B)).astype(np.int32),
             (rng.random((T, B)) > 0.2).astype(float), rng.normal(0, 0.5, (config.state_size, B, H)),
@@ -93,7 +93,7 @@ def test_written_out_gradients_equal_finite_differences():
     dW_y, db_y, dtop = pytensor.grad(loss, [p["W_y"], p["b_y"], top])
     written = {"W_y": dW_y, "b_y": db_y, **bptt.backward(x, dtop, tape, p, config)}
     names = list(written)
-    got = compile_c([x, y], [written[n] for n in names])(np.array(xs, np.int32)[:, None],
+    got = compile_py([x, y], [written[n] for n in names])(np.array(xs, np.int32)[:, None],
                                                                    np.array(ys, np.int32)[:, None])
     want = finite_difference_grads(params, xs, ys)
     for name, g in zip(names, got, strict=True):

@@ -177,7 +177,7 @@ def test_default_training_keeps_best_and_predict_uses_it(runner, tmp_path, monke
                                  "--sample-length", "10"])
     assert result.exit_code == 0, result.stderr
     assert "validation loss" in result.stderr and "bits/char" in result.stderr and "best validation loss" in result.stderr
-    assert {p.name for p in (tmp_path / "checkpoints").iterdir()} == {"latest.npz", "best.npz", "metrics.jsonl", "samples.txt"}
+    assert {p.name for p in (tmp_path / "checkpoints").iterdir()} == {"latest.npz", "best.npz", "metrics.jsonl", "samples.txt", ".lock"}
     (tmp_path / "checkpoints" / "latest.npz").write_text("not a checkpoint")
     result = runner.invoke(cli, ["predict", "--seed", "hello", "--length", "5"])
     assert result.exit_code == 0 and len(result.stdout) == 5, result.stderr  # read best.npz, not latest.npz

@@ -1,7 +1,9 @@
+import codecs
 import io
 
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from charrnn import corpus
 from charrnn.corpus import BatchStream, CorpusError, Vocab, decode, decode_pieces, id_counts, read_text, split
@@ -130,3 +132,75 @@ def test_read_text_from_a_file(tmp_path):
     assert read_text(path) == "héllo\n"
     with pytest.raises(CorpusError, match="cannot read"):
         read_text(tmp_path / "missing.txt")
+
+
+# Property tests: arbitrary Unicode and arbitrary bytes instead of hand-picked cases.
+SURROGATES = st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF)
+ASTRAL = st.characters(min_codepoint=0x10000)
+TEXT = st.text(st.one_of(st.characters(codec="utf-8"), ASTRAL), min_size=1)  # any character, often beyond U+FFFF
+
+
+@given(text=TEXT)
+def test_vocab_round_trips_any_text(text):
+    vocab = Vocab.from_text(text)
+    ids = vocab.encode(text)
+    assert vocab.decode(ids) == text and len(ids) == len(text)
+    assert ids.dtype == np.min_scalar_type(len(set(text)) - 1)
+    assert Vocab.from_json(vocab.to_json()) == vocab and list(vocab.chars) == sorted(set(text))
+
+
+@given(text=TEXT, surrogate=SURROGATES, where=st.floats(0, 1))
+def test_a_lone_surrogate_is_refused_cleanly(text, surrogate, where):
+    cut = int(where * len(text))
+    bad = text[:cut] + surrogate + text[cut:]
+    with pytest.raises(CorpusError, match=f"^U\\+{ord(surrogate):04X} is a lone surrogate, not a character"):
+        Vocab.from_text(bad)
+    with pytest.raises(KeyError) as e:  # a vocabulary never holds one, so encoding names it as missing
+        Vocab.from_text(text).encode(bad)
+    assert surrogate in e.value.args[0]
+
+
+def test_decoders_that_yield_lone_surrogates_are_refused_with_the_offset():
+    with pytest.raises(CorpusError, match=r"x: U\+D800 at offset 2 is a lone surrogate, not a character; pass --encoding"):
+        decode(b"ab+2AA-cd", "utf-7", "x")
+    with pytest.raises(CorpusError, match=r"x: U\+DFFF at offset 3 is a lone surrogate"):
+        decode(b"abc\\udfffcd", "unicode_escape", "x")
+
+
+ENCODINGS = ["utf-8", "utf-16", "utf-16-le", "utf-32", "latin-1", "cp1252", "ascii", "shift_jis", "utf-7"]
+
+
+def expected_decoding(raw, encoding):
+    """What decode must do, from Python's one-shot decoding: the text, or the start of the error message."""
+    try:
+        text = raw.decode(encoding)
+    except UnicodeDecodeError as e:
+        return None, f"x: byte 0x{raw[e.start]:02x} at offset {e.start} is not valid {encoding}; "
+    text = text.removeprefix("\ufeff")
+    surrogate = SURROGATE_RE.search(text)
+    if "\x00" in text and (surrogate is None or text.index("\x00") < surrogate.start()):
+        return None, f"x: NUL character at offset {text.index(chr(0))}; "
+    if surrogate:
+        return None, f"x: U+{ord(surrogate.group()):04X} at offset {surrogate.start()} is a lone surrogate"
+    if not text.strip():
+        return None, "x is empty (or only whitespace)"
+    return text, None
+
+
+SURROGATE_RE = corpus.SURROGATE
+
+
+@settings(max_examples=300)
+@given(raw=st.binary(max_size=64), encoding=st.sampled_from(ENCODINGS), chunk=st.integers(1, 9))
+def test_any_bytes_decode_to_the_text_or_one_line_naming_the_offset(raw, encoding, chunk):
+    text, message = expected_decoding(raw, encoding)
+    try:
+        got = "".join(decode_pieces(io.BytesIO(raw), encoding, "x", chunk))
+    except CorpusError as e:
+        if "does not start with BOM" in str(e):  # read a piece at a time, utf-16 and utf-32 need the mark
+            bom = {"utf-16": codecs.BOM_UTF16_LE, "utf-32": codecs.BOM_UTF32_LE}[encoding]
+            assert raw[: len(bom)] not in (bom, bom[::-1]) and str(e).startswith(f"x is not valid {encoding}: ")
+            return
+        assert message is not None and str(e).startswith(message) and "\n" not in str(e), (str(e), message)
+    else:
+        assert got == text, message

@@ -6,12 +6,13 @@ from pytensor.tensor.special import softmax
 
 from charrnn import model
 from charrnn.model import ModelConfig
-from reference import as_column, compile_c, finite_difference_grads, forward, loss, one_hot, random_params
+from reference import as_column, compile_py, finite_difference_grads, forward, loss, one_hot, random_params
 
 V, H, T = 4, 5, 3
 CELLS = [("rnn", "relu"), ("rnn", "tanh"), ("gru", "relu"), ("lstm", "relu")]
 
-# float64 against float64 references: the C backend (JAX, the default, computes in float32).
+# float64 against float64 references, compiled by compile_py (tests/test_backends.py runs the C backend
+# against JAX).
 
 
 def graph(shared, config, batch=1):
@@ -33,7 +34,7 @@ def test_forward_and_loss_equal_numpy_loop(cell, activation, layers):
     config = ModelConfig(vocab_size=V, hidden=H, cell=cell, activation=activation, layers=layers)
     params = random_params(V, H, config=config)
     x, y, states, top, probs, total, finals = graph(model.shared_params(params), config)
-    fn = compile_c([x, y, states], [top[:, 0], probs, total, finals[:, 0]])
+    fn = compile_py([x, y, states], [top[:, 0], probs, total, finals[:, 0]])
     xs, ys = [0, 3, 1, 1, 2, 0, 3], [3, 1, 1, 2, 0, 3, 2]
     got_top, got_probs, got_loss, got_finals = fn(as_column(xs), as_column(ys), zeros(config))
     want_top, want_probs, want_finals = forward(params, xs, config)
@@ -52,7 +53,7 @@ def test_gradients_equal_finite_differences(cell, activation, layers):
     params = random_params(V, H, seed=1, config=config)
     shared = model.shared_params(params)
     x, y, states, _, _, total, _ = graph(shared, config)
-    fn = compile_c([x, y, states], pytensor.grad(total, list(shared.values())))
+    fn = compile_py([x, y, states], pytensor.grad(total, list(shared.values())))
     xs, ys = [2, 0, 3], [0, 3, 1]
     got = dict(zip(shared, fn(as_column(xs), as_column(ys), zeros(config))))
     want = finite_difference_grads(params, xs, ys, config)
@@ -67,7 +68,7 @@ def test_carried_state_equals_the_concatenated_run(cell):
     config = ModelConfig(vocab_size=V, hidden=H, cell=cell, layers=2)
     params = random_params(V, H, seed=2, config=config)
     x, y, states, top, _, _, finals = graph(model.shared_params(params), config, batch=2)
-    fn = compile_c([x, states], [top, finals])
+    fn = compile_py([x, states], [top, finals])
     ids = np.array([[0, 3], [1, 1], [2, 0], [3, 3], [1, 2], [0, 1], [2, 2]], dtype=np.int32)  # (7, 2)
     whole_top, whole_finals = fn(ids, zeros(config, 2))
     top1, finals1 = fn(ids[:3], zeros(config, 2))
@@ -84,7 +85,7 @@ def test_dropout_multiplies_each_layer_output():
     x = pt.matrix("x", dtype="int32")
     keep = pt.tensor("keep", dtype="float64", shape=(2, None, 1, H))
     top, _, _ = model.run_layers(x, pt.zeros((2, 1, H), dtype="float64"), shared, config, keep=keep)
-    fn = compile_c([x, keep], top[:, 0])
+    fn = compile_py([x, keep], top[:, 0])
     mask = (np.random.default_rng(0).random((2, 4, 1, H)) > 0.5) * 2.0  # inverted dropout, p = 0.5
     xs = [1, 0, 2, 3]
     np.testing.assert_allclose(fn(as_column(xs), mask), forward(params, xs, config, keep=mask[:, :, 0])[0], rtol=1e-10)
@@ -96,7 +97,7 @@ def test_row_lookup_equals_one_hot_matrix_product():
     W_x, b_x = pt.matrix("W_x", dtype="float64"), pt.vector("b_x", dtype="float64")
     x = pt.matrix("x", dtype="int32")
     literal = pt.dot(pt.eye(V, dtype="float64")[x.ravel()], W_x).reshape((x.shape[0], x.shape[1], -1)) + b_x
-    fn = compile_c([x, W_x, b_x], [model.input_projection(x, W_x, b_x), literal])
+    fn = compile_py([x, W_x, b_x], [model.input_projection(x, W_x, b_x), literal])
     ids = np.array([[0, 3], [2, 2], [1, 0]], dtype=np.int32)
     lookup, product = fn(ids, params["W_x"], params["b_x"])
     np.testing.assert_array_equal(lookup, product)
@@ -135,5 +136,5 @@ def test_masked_states_equal_the_unpadded_run():
     params = random_params(V, H, config=config)
     x, mask = pt.matrix("x", dtype="int32"), pt.matrix("m", dtype="float64")
     top, _, _ = model.run_layers(x, pt.zeros((2, 1, H), dtype="float64"), model.shared_params(params), config, mask)
-    padded = compile_c([x, mask], top[-1])(as_column([0, 0, 2, 1]), np.array([[0], [0], [1], [1]], dtype=float))
+    padded = compile_py([x, mask], top[-1])(as_column([0, 0, 2, 1]), np.array([[0], [0], [1], [1]], dtype=float))
     np.testing.assert_allclose(padded[0], forward(params, [2, 1], config)[0][-1], rtol=1e-12)

@@ -4,10 +4,13 @@ import sys
 import warnings
 
 import click
+import pytest
 from click.testing import CliRunner
+from hypothesis import given
+from hypothesis import strategies as st
 
 from charrnn.cli import cli
-from charrnn.options import QUIET
+from charrnn.options import QUIET, Duration
 
 
 @click.command()
@@ -50,3 +53,26 @@ def test_every_command_shares_one_quiet_and_one_backend_option():
     assert all(len(texts) == 1 for texts in helps.values()), helps
     quiet = [name for name, command in cli.commands.items() if any(p.name == "quiet" for p in command.params)]
     assert sorted(quiet) == sorted(cli.commands)
+
+
+@given(amount=st.floats(min_value=1e-3, max_value=1e6), unit=st.sampled_from(["", "s", "m", "h", "S", "M", "H"]),
+       space=st.sampled_from(["", " "]))
+def test_duration_reads_any_positive_amount_and_unit(amount, unit, space):
+    scale = {"": 1, "s": 1, "m": 60, "h": 3600}[unit.lower()]
+    assert Duration().convert(f"{space}{amount!r}{unit}{space}", None, None) == amount * scale
+
+
+@given(text=st.text(max_size=12))
+def test_duration_is_a_positive_number_of_seconds_or_a_usage_error(text):
+    try:
+        seconds = Duration().convert(text, None, None)
+    except click.BadParameter as e:
+        assert "\n" not in e.message and repr(text) in e.message
+    else:
+        assert 0 < seconds < float("inf")
+
+
+@pytest.mark.parametrize("bad", ["nan", "inf", "-inf", "1e999h", "0", "-5m", "", "m", "5 minutes"])
+def test_duration_refuses_what_is_not_a_positive_finite_duration(bad):
+    with pytest.raises(click.BadParameter):
+        Duration().convert(bad, None, None)

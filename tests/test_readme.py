@@ -8,11 +8,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_ci_runs_the_readme_test_command():
-    ci = (ROOT / ".ci" / "run").read_text().splitlines()
-    command = ci[-1]
-    assert command == 'pip install -e ".[test]" && python -m pytest'
+def test_ci_runs_the_readme_test_command_on_two_pythons():
+    ci = (ROOT / ".ci" / "run").read_text()
+    command = 'pip install -e ".[test]" && python -m pytest'
     assert command in (ROOT / "README.md").read_text()
+    suite = ci.split("\nsuite() {\n", 1)[1].split("\n}\n", 1)[0].splitlines()
+    assert suite[-1].strip() == command  # the function's last line: its status is the suite's
+    assert re.findall(r"^suite (\S+) (\S+)$", ci, flags=re.M) == [("python3", ".venv"), ('"$PY312"', ".venv-3.12")]
+    assert ".venv-3.12/" in (ROOT / ".gitignore").read_text().splitlines()
 
 
 def readme_pipelines():
