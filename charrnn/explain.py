@@ -21,7 +21,8 @@ import pytensor.tensor as pt
 
 from charrnn import cells, model
 from charrnn.backend import DEFAULT_BACKEND, cached_function, compile_function
-from charrnn.corpus import CorpusError
+from charrnn.configs import checkpoint_configs, sampler_context
+from charrnn.corpus import CorpusError, Vocab
 from charrnn.evaluate import summary
 from charrnn.sample import bucket, windows
 
@@ -116,6 +117,7 @@ class Explanation:
     ids: np.ndarray  # (M,) their ids
     logp_next: np.ndarray  # (M, V) log-probabilities of the next known character, after reading each
     layers: list  # per layer: "h" (M, H), and "tanh_c" (M, H), "gates" (M, G·H) where the cell has them
+    cell: cells.Cell  # the cell that read it (which gates are sigmoids)
 
     @cached_property
     def expected(self):
@@ -173,7 +175,7 @@ def explain(reader, vocab, text):
         raise CorpusError(f"has {len(positions)} characters in the checkpoint's vocabulary; need 2")
     ids = vocab.encode("".join(text[i] for i in positions)).astype(np.int32)
     logp, layers = reader.read(ids)
-    return Explanation(text, vocab, positions, ids, logp, layers)
+    return Explanation(text, vocab, positions, ids, logp, layers, reader.cell)
 
 
 def text_features(text):
@@ -216,9 +218,9 @@ def units_worth_a_look(e, per_feature=3):
     return found
 
 
-def saturation(e, cell):
+def saturation(e):
     """Per layer, per sigmoid gate of the cell: (fraction of positions below 0.1, above 0.9), each (H,)."""
-    low, high = SATURATED
+    low, high, cell = *SATURATED, e.cell
     out = []
     for acts in e.layers:
         if "gates" not in acts:
@@ -227,3 +229,28 @@ def saturation(e, cell):
         out.append({name: ((g[:, i] < low).mean(axis=0), (g[:, i] > high).mean(axis=0))
                     for i, name in enumerate(cell.gate_names) if name in cell.sigmoid_gates})
     return out
+
+
+def rows(e, k=5):
+    """One dict per position of the text, for --format tsv and json: position, char, known, bits,
+    prob, rank, entropy (None where not scored: the first character, or one outside the
+    vocabulary) and top, the k most likely characters there with their probabilities."""
+    index = np.full(len(e.text), -1)
+    index[e.positions] = np.arange(len(e.ids))
+    top_ids, top_p = e.top(k)
+    chars = e.vocab.chars
+    for i, c in enumerate(e.text):
+        j = int(index[i])
+        scored = j > 0
+        yield {"position": i, "char": c, "known": j >= 0, "bits": float(e.bits[j]) if scored else None,
+               "prob": float(e.prob[j]) if scored else None, "rank": int(e.rank[j]) if scored else None,
+               "entropy": float(e.entropy[j]) if scored else None,
+               "top": [[chars[t], float(p)] for t, p in zip(top_ids[j], top_p[j])] if scored else []}
+
+
+def explain_checkpoint(params, meta, text, backend=DEFAULT_BACKEND):
+    """The Explanation of `text` by a checkpoint's (params, meta), read as `predict` reads a seed;
+    its compiled functions are kept in the user's cache."""
+    model_cfg, train_cfg = checkpoint_configs(meta)
+    reader = Reader(model.shared_params(params), model_cfg, sampler_context(train_cfg), backend, cache=True)
+    return explain(reader, Vocab.from_json(meta["vocab"]), text)

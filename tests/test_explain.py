@@ -95,10 +95,10 @@ def test_correlations_equal_numpy_and_constants_give_zero():
     assert r[2] == 0 and correlations(acts, np.ones(50)).tolist() == [0, 0, 0]
 
 
-def fake(text, layers):
+def fake(text, layers, config=CONFIGS[0]):
     """An Explanation of `text` (every character known) with the given per-layer activations."""
     n = len(text)
-    return Explanation(text, VOCAB, np.arange(n), np.zeros(n, np.int32), np.zeros((n, V)), layers)
+    return Explanation(text, VOCAB, np.arange(n), np.zeros(n, np.int32), np.zeros((n, V)), layers, cells.cell(config))
 
 
 def test_units_worth_a_look_finds_the_unit_that_tracks_a_feature():
@@ -118,7 +118,7 @@ def test_saturation_counts_gates_below_and_above_the_thresholds():
                       [0.50, 0.5, 0.99, 0.01, 0.9, 0.0],
                       [0.01, 0.95, 0.5, 0.5, -0.9, 0.0]])
     config = ModelConfig(vocab_size=V, hidden=2, cell="gru", layers=1)
-    (got,) = saturation(fake("abc", [{"h": np.zeros((3, 2)), "gates": gates}]), cells.cell(config))
+    (got,) = saturation(fake("abc", [{"h": np.zeros((3, 2)), "gates": gates}], config))
     assert set(got) == {"r", "z"}  # n is a tanh, not a gate that saturates at 0 and 1
     assert [a.tolist() for a in got["r"]] == [[2 / 3, 0], [0, 1 / 3]]  # (below 0.1, above 0.9) per unit
     assert [a.tolist() for a in got["z"]] == [[0, 1 / 3], [2 / 3, 0]]
