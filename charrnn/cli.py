@@ -361,7 +361,8 @@ def plot_command(run_dir, output, quiet):
 @click.option("--text", "given", help="Explain this text instead of a FILE.")
 @CHECKPOINT
 @click.option("-o", "--output", type=click.Path(dir_okay=False, allow_dash=True),
-              help="File to write (atomically); - is stdout. Needed for the page; tsv and json go to stdout without it.")
+              help="File to write (atomically); - is stdout. Needed for the page; tsv and json go to stdout "
+                   "without it.")
 @click.option("--format", "fmt", default="html", show_default=True, type=click.Choice(["html", "tsv", "json"]),
               help="html: the page; tsv or json: one row (JSON object) per position.")
 @click.option("--top-k", default=5, show_default=True, type=POSITIVE, help="Alternatives per position in tsv and json.")
@@ -396,7 +397,8 @@ def explain_command(file, given, checkpoint_path, output, fmt, top_k, max_chars,
         data = page.render(e, page.facts(e, meta, checkpoint_path or _default_checkpoint(), source), top_k)
     else:
         rows = explain.rows(e, top_k)
-        lines = report.format_explain_tsv(rows, top_k) if fmt == "tsv" else (json.dumps(r, ensure_ascii=False) for r in rows)
+        lines = (report.format_explain_tsv(rows, top_k) if fmt == "tsv"
+                 else (json.dumps(r, ensure_ascii=False) for r in rows))
         data = "".join(line + "\n" for line in lines)
     _write_output(output, data)
 

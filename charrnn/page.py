@@ -35,8 +35,8 @@ def quantise(acts):
     packed[:] = levels[0::2]
     packed[: len(levels[1::2])] |= levels[1::2] << 4
     scale = np.maximum(np.abs(lo), np.abs(hi))
-    return {name: [float(f"{x:.6g}") for x in values] for name, values in (("lo", lo), ("hi", hi), ("scale", scale))} | {
-        "data": base64.b64encode(packed.tobytes()).decode()}
+    ranges = {name: [float(f"{x:.6g}") for x in values] for name, values in (("lo", lo), ("hi", hi), ("scale", scale))}
+    return {**ranges, "data": base64.b64encode(packed.tobytes()).decode()}
 
 
 def _rounded(a, digits):
@@ -75,10 +75,11 @@ def _header(e, header):
     """The facts (checkpoint, model, characters, bits per character) and the ten most surprising characters."""
     facts = "".join(f"<div><dt>{html.escape(label)}</dt><dd>{html.escape(str(value))}</dd></div>"
                     for label, value in header.items())
-    links = "".join(f'<li><a href="#c{e.positions[j]}" data-k="{e.positions[j]}"><code>{html.escape(_shown(e.text[e.positions[j]]))}'
-                    f"</code> {e.bits[j]:.1f} bits</a></li>" for j in e.most_surprising())
-    return (f"<h1>What the network expected</h1><dl class=\"facts\">{facts}</dl>"
-            f"<nav class=\"surprising\" aria-label=\"Most surprising characters\"><h2>Most surprising</h2><ol>{links}</ol></nav>")
+    links = "".join(f'<li><a href="#c{k}" data-k="{k}"><code>{html.escape(_shown(e.text[k]))}</code> '
+                    f"{e.bits[j]:.1f} bits</a></li>" for j, k in ((j, e.positions[j]) for j in e.most_surprising()))
+    return (f'<h1>What the network expected</h1><dl class="facts">{facts}</dl>'
+            f'<nav class="surprising" aria-label="Most surprising characters"><h2>Most surprising</h2>'
+            f"<ol>{links}</ol></nav>")
 
 
 def _shown(c):
@@ -89,32 +90,36 @@ def _units(found):
     """The 'units worth a look' list: a button per unit that shows it."""
     if not found:
         return "<p>No text feature varies in this text.</p>"
-    items = "".join(f'<li><button type="button" data-layer="{u["layer"]}" data-kind="{u["kind"]}" data-unit="{u["unit"]}">'
+    items = "".join(f'<li><button type="button" data-layer="{u["layer"]}" data-kind="{u["kind"]}" '
+                    f'data-unit="{u["unit"]}">'
                     f'{html.escape(u["feature"])}: layer {u["layer"] + 1}, unit {u["unit"]} {KINDS[u["kind"]]}, '
                     f'r = {u["r"]:+.2f}</button></li>' for u in found)
     return f"<ol>{items}</ol>"
 
 
-def _gates(saturation, size=200, pad=34):
+def _gates(saturation):
     """One SVG scatter per layer (Karpathy et al.'s Figure 3): each unit's fraction of positions with
     the gate below 0.1 (x) and above 0.9 (y), one colour per sigmoid gate."""
     if not saturation:
         return "<p>This cell has no gates.</p>"
+    return "".join(_gate_figure(layer, gates) for layer, gates in enumerate(saturation))
+
+
+def _gate_figure(layer, gates, size=200, pad=34):
+    """The scatter of one layer's `gates` (name -> (below, above) fractions per unit)."""
     low, high = SATURATED
-    figures = []
-    for layer, gates in enumerate(saturation):
-        dots = "".join(f'<circle cx="{pad + x * size:.1f}" cy="{pad + (1 - y) * size:.1f}" r="2.2" fill="{GATE_COLOURS[g]}">'
-                       f"<title>{g} gate, unit {u}: {x:.0%} below {low}, {y:.0%} above {high}</title></circle>"
-                       for g, (xs, ys) in gates.items() for u, (x, y) in enumerate(zip(xs, ys)))
-        keys = " ".join(f'<tspan fill="{GATE_COLOURS[g]}">● {g}</tspan>' for g in gates)
-        figures.append(
-            f'<figure><svg viewBox="0 0 {size + 2 * pad} {size + 2 * pad}" width="{size + 2 * pad}" role="img" '
-            f'aria-label="Gate saturation of layer {layer + 1}"><rect x="{pad}" y="{pad}" width="{size}" height="{size}" '
-            f'fill="none" stroke="#999"/><line x1="{pad}" y1="{pad + size}" x2="{pad + size}" y2="{pad}" stroke="#ddd"/>'
-            f'{dots}<text x="{pad + size / 2}" y="{size + 2 * pad - 6}" text-anchor="middle">fraction below {low}</text>'
-            f'<text transform="translate(11 {pad + size / 2}) rotate(-90)" text-anchor="middle">fraction above {high}'
-            f'</text><text x="{pad}" y="{pad - 10}">{keys}</text></svg><figcaption>layer {layer + 1}</figcaption></figure>')
-    return "".join(figures)
+    dots = "".join(f'<circle cx="{pad + x * size:.1f}" cy="{pad + (1 - y) * size:.1f}" r="2.2" '
+                   f'fill="{GATE_COLOURS[g]}"><title>{g} gate, unit {u}: {x:.0%} below {low}, {y:.0%} above {high}'
+                   "</title></circle>" for g, (xs, ys) in gates.items() for u, (x, y) in enumerate(zip(xs, ys)))
+    keys = " ".join(f'<tspan fill="{GATE_COLOURS[g]}">● {g}</tspan>' for g in gates)
+    width, mid = size + 2 * pad, pad + size / 2
+    return (f'<figure><svg viewBox="0 0 {width} {width}" width="{width}" role="img" '
+            f'aria-label="Gate saturation of layer {layer + 1}">'
+            f'<rect x="{pad}" y="{pad}" width="{size}" height="{size}" fill="none" stroke="#999"/>'
+            f'<line x1="{pad}" y1="{pad + size}" x2="{pad + size}" y2="{pad}" stroke="#ddd"/>{dots}'
+            f'<text x="{mid}" y="{width - 6}" text-anchor="middle">fraction below {low}</text>'
+            f'<text transform="translate(11 {mid}) rotate(-90)" text-anchor="middle">fraction above {high}</text>'
+            f'<text x="{pad}" y="{pad - 10}">{keys}</text></svg><figcaption>layer {layer + 1}</figcaption></figure>')
 
 
 def facts(e, meta, checkpoint, source):
@@ -128,7 +133,8 @@ def facts(e, meta, checkpoint, source):
         "model": f"{cell(model_cfg).label}, {model_cfg.layers} x {model_cfg.hidden}, vocabulary {model_cfg.vocab_size}",
         "read": "from a zero state, state carried" if train_cfg.carry_state
                 else f"each character from the {train_cfg.seq_len} before it, from a zero state",
-        "characters": f"{len(e.text):,} ({len(e.ids) - 1:,} scored" + (f", {unknown:,} outside the vocabulary)" if unknown else ")"),
+        "characters": f"{len(e.text):,} ({len(e.ids) - 1:,} scored"
+                      + (f", {unknown:,} outside the vocabulary)" if unknown else ")"),
         "bits per character": f"model {e.scores()['bits_per_char']:.3f}"
                               + (f", unigram {unigram['bits_per_char']:.3f}" if unigram else ""),
     }

@@ -199,8 +199,9 @@ def test_the_page_is_written_atomically_and_self_contained(checkpoints, tmp_path
 
     from charrnn.cli import cli
 
-    result = CliRunner().invoke(cli, ["explain", "--text", TEXT, "--checkpoint", str(checkpoints / "reset" / "latest.npz"),
-                                      "-o", str(tmp_path / "r.html"), "-q"])
+    ckpt = str(checkpoints / "reset" / "latest.npz")
+    out = str(tmp_path / "r.html")
+    result = CliRunner().invoke(cli, ["explain", "--text", TEXT, "--checkpoint", ckpt, "-o", out, "-q"])
     assert result.exit_code == 0 and result.stdout == "" and result.stderr == ""
     page = (tmp_path / "r.html").read_text()
     assert "default-src 'none'" in page and not re.search(r"(src|href)=[\"']?(https?:)?//", page)

@@ -112,7 +112,8 @@ def test_the_page_in_a_browser(made, size, tmp_path):
         assert [log for log in driver.get_log("browser") if log["level"] in ("SEVERE", "WARNING")] == []
         assert requests(driver) == [page.resolve().as_uri()]  # the page itself, nothing else
         assert driver.execute_script("return document.querySelectorAll('#text > span').length") == len(TEXT)
-        assert driver.execute_script("return document.getElementById('text').textContent") == TEXT.replace("\n", "↵\n")
+        shown = driver.execute_script("return document.getElementById('text').textContent")
+        assert shown == TEXT.replace("\n", "↵\n")
         for k in (5, 30, len(TEXT) - 1):
             ActionChains(driver).move_to_element(driver.find_element("id", f"c{k}")).perform()
             shown = driver.execute_script("return [...document.querySelectorAll('#panel li')].map("
