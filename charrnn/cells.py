@@ -28,6 +28,7 @@ class Cell:
     folds_bias = True  # b_h adds straight to the input term, so it is added once outside the loop
     saved = ()
     gate_names = ()  # the blocks of the "gates" saved tensor, in order
+    sigmoid_gates = ()  # those squashed by σ into (0, 1), whose saturation explain plots
     split_input_grad = False  # the gradients at the input and at the recurrent term differ (GRU)
 
     def __init__(self, config):
@@ -92,6 +93,7 @@ class GRU(Cell):
     """PyTorch's GRU: r, z = σ(...); n = tanh(x_n + r ⊙ (h·W_hn + b_hn)); h = (1 - z) ⊙ n + z ⊙ h."""
 
     gates, folds_bias, saved, gate_names, split_input_grad = 3, False, ("gates", "hn"), ("r", "z", "n"), True
+    sigmoid_gates = ("r", "z")
 
     def step(self, a_x, states, W_h, b_h):
         (h,) = states
@@ -122,7 +124,7 @@ class GRU(Cell):
 class LSTM(Cell):
     """PyTorch's LSTM: i, f, o = σ(...), g = tanh(...); c = f ⊙ c + i ⊙ g; h = o ⊙ tanh(c)."""
 
-    gates, states, saved, gate_names = 4, 2, ("gates", "tanh_c"), ("i", "f", "g", "o")
+    gates, states, saved, gate_names, sigmoid_gates = 4, 2, ("gates", "tanh_c"), ("i", "f", "g", "o"), ("i", "f", "o")
 
     def init(self, rng, W_x, W_h, b_x):
         """PyTorch's uniform init, and a forget-gate bias of 1 so a new cell remembers by default."""

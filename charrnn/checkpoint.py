@@ -52,7 +52,7 @@ def save(path, params, meta):
         raise ValueError("checkpoint arrays must be numeric: object arrays would need pickle")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes it private; a checkpoint is an ordinary file
+        os.fchmod(fd, 0o666 & ~umask())  # mkstemp makes it private; a checkpoint is an ordinary file
         with os.fdopen(fd, "wb") as f:
             np.savez(f, meta=blob, **arrays)
             f.flush()
@@ -70,7 +70,8 @@ def save_run(path, params, opt_state, carried, meta):
     save(path, arrays if carried is None else {**arrays, "state": carried}, meta)
 
 
-def _umask():
+def umask():
+    """The process umask (reading it means setting it: set it back at once)."""
     mask = os.umask(0)
     os.umask(mask)
     return mask

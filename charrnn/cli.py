@@ -3,6 +3,7 @@
 The only module that talks to the terminal. Data goes to stdout; progress, logs and errors to stderr.
 """
 import json
+import os
 import sys
 import tempfile
 from functools import partial
@@ -11,8 +12,8 @@ from pathlib import Path
 import click
 from tqdm import tqdm
 
-from charrnn import __version__, checkpoint, configs, idcache, lock, report, shakespeare
-from charrnn.backend import DEFAULT_BACKEND
+from charrnn import __version__, checkpoint, configs, explain, idcache, lock, page, report, shakespeare
+from charrnn.backend import DEFAULT_BACKEND, write_atomically
 from charrnn.configs import PRESETS
 from charrnn.corpus import CorpusError, TooShort, Vocab, check_sizes, fingerprint, read_text, split
 from charrnn.evaluate import score_text
@@ -369,3 +370,94 @@ def plot_command(run_dir, output, quiet):
     if best:
         click.echo(f"best checkpoint: {Path(run_dir) / 'best.npz'} (step {best['step']}, validation loss "
                    f"{best['val_loss']:.4f} nats/char)", err=True)
+
+
+@cli.command("explain", context_settings=ENV)
+@click.argument("file", required=False, type=click.Path(exists=True, dir_okay=False, allow_dash=True))
+@click.option("--text", "given", help="Explain this text instead of a FILE.")
+@CHECKPOINT
+@click.option("-o", "--output", type=click.Path(dir_okay=False, allow_dash=True),
+              help="File to write (atomically); - is stdout. Needed for the page; tsv and json go to stdout "
+                   "without it.")
+@click.option("--format", "fmt", default="html", show_default=True, type=click.Choice(["html", "tsv", "json"]),
+              help="html: the page; tsv or json: one row (JSON object) per position.")
+@click.option("--top-k", default=5, show_default=True, type=POSITIVE, help="Alternatives per position in tsv and json.")
+@click.option("--max-chars", default=20000, show_default=True, type=POSITIVE,
+              help="Explain at most this many characters; longer text is cut, with a notice.")
+@click.option("--encoding", default="utf-8", show_default=True, help="Text encoding of FILE.")
+@BACKEND
+@QUIET
+def explain_command(file, given, checkpoint_path, output, fmt, top_k, max_chars, encoding, backend, quiet):
+    """Show what a network learnt on FILE (or - for stdin, or --text): one self-contained HTML page
+    with each character coloured by the bits the model spent on it, what it expected there, its
+    units' activations and its gates; or, with --format tsv or json, one row per position.
+
+    \b
+    Example:
+      charrnn explain held-out.txt -o report.html
+      charrnn explain --text "to be or not to be" -o r.html
+      charrnn explain held-out.txt --format tsv | sort -t$'\\t' -k3 -nr | head
+    """
+    text, source = _explain_text(file, given, encoding)
+    if fmt == "html" and output is None:
+        raise click.UsageError("the page needs a file: give -o report.html (or -o - for stdout)")
+    _check_writable(output)
+    if len(text) > max_chars and not quiet:
+        click.echo(f"charrnn: explaining the first {max_chars:,} of {len(text):,} characters (--max-chars)", err=True)
+    params, meta = _load(checkpoint_path)
+    try:
+        e = explain.explain_checkpoint(params, meta, text[:max_chars], backend or DEFAULT_BACKEND)
+    except CorpusError as err:
+        raise click.ClickException(f"{source} {err}") from None
+    if fmt == "html":
+        data = page.render(e, page.facts(e, meta, checkpoint_path or _default_checkpoint(), source), top_k)
+    else:
+        rows = explain.rows(e, top_k)
+        lines = (report.format_explain_tsv(rows, top_k) if fmt == "tsv"
+                 else (json.dumps(r, ensure_ascii=False) for r in rows))
+        data = "".join(line + "\n" for line in lines)
+    _write_output(output, data)
+
+
+def _explain_text(file, given, encoding):
+    """(text, how to name it) from FILE, stdin or --text: exactly one of them, not empty."""
+    if (file is None) == (given is None):
+        raise click.UsageError("give a FILE (or - for stdin) or --text, not both" if file else
+                               "nothing to explain: give a FILE (or - for stdin) or --text")
+    if given is not None:
+        if not given:
+            raise click.BadParameter("the text is empty", param_hint="'--text'")
+        return given, "--text"
+    try:
+        return read_text(file, encoding), "<stdin>" if file == "-" else file
+    except CorpusError as e:
+        raise click.ClickException(str(e)) from None
+
+
+def _check_writable(output):
+    """Fail before any work when OUTPUT's directory is missing or not writable."""
+    if output in (None, "-"):
+        return
+    try:
+        tempfile.TemporaryFile(dir=Path(output).parent).close()
+    except OSError as e:
+        raise click.ClickException(f"cannot write {output}: {e.strerror or e}") from None
+
+
+def _write_output(output, data):
+    """Write `data` to stdout (no OUTPUT, or -) or atomically to OUTPUT: a reader never sees half of it."""
+    if output in (None, "-"):
+        try:
+            click.echo(data, nl=False)
+            sys.stdout.flush()
+        except BrokenPipeError:  # `| head`: the reader has what it wanted
+            sys.stdout = open(os.devnull, "w")
+        return
+    def write(f):
+        os.fchmod(f.fileno(), 0o666 & ~checkpoint.umask())  # mkstemp makes it private; this is an ordinary file
+        f.write(data.encode("utf-8"))
+
+    try:
+        write_atomically(Path(output), write)
+    except OSError as e:
+        raise click.ClickException(f"cannot write {output}: {e.strerror or e}") from None

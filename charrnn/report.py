@@ -72,3 +72,24 @@ def format_info(r):
         f"loss         train {num(r['loss'])}, validation {num(r['val_loss'])}, "
         f"best validation {num(r['best_val_loss'])} nats/char",
     ])
+
+
+TSV_ESCAPES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
+
+
+def tsv_char(c):
+    """A character as a TSV field: backslash, tab, newline and carriage return escaped as \\, \\t, \\n, \\r."""
+    return TSV_ESCAPES.get(c, c)
+
+
+def format_explain_tsv(rows, k):
+    """explain's rows as TSV lines, a header first: position, char, bits, prob, then k pairs of
+    alternative and probability; fields of unscored positions are empty."""
+    header = ["position", "char", "bits", "prob", *(f"{name}{i}" for i in range(1, k + 1) for name in ("top", "p"))]
+    yield "\t".join(header)
+    for r in rows:
+        scored = r["bits"] is not None
+        fields = [str(r["position"]), tsv_char(r["char"]), f"{r['bits']:.6f}" if scored else "",
+                  f"{r['prob']:.6f}" if scored else ""]
+        top = [field for c, p in r["top"] for field in (tsv_char(c), f"{p:.6f}")]
+        yield "\t".join(fields + top + [""] * (2 * k - len(top)))

@@ -26,6 +26,16 @@ def bucket(n):
     return max(8, 1 << (max(n, 1) - 1).bit_length())
 
 
+def windows(ids, context, dtype):
+    """(T, S) right-aligned windows of the last T = `context` ids ending at each of the S positions,
+    and their 0/1 masks (0 where a window starts before the text): what a reset-state model reads."""
+    T, S = context, len(ids)
+    padded = np.concatenate([np.zeros(T - 1, dtype=np.int32), np.asarray(ids, dtype=np.int32)])
+    starts = np.arange(S)[None, :] + np.arange(T)[:, None]  # (T, S) index into padded
+    mask = (starts >= T - 1).astype(dtype)
+    return np.ascontiguousarray(padded[starts]), mask
+
+
 class Sampler:
     """Generates text from shared parameters (the live ones during training, or a checkpoint's).
 
@@ -100,12 +110,7 @@ class Sampler:
         return self.params["W_y"].dtype
 
     def _windows(self, seed_ids):
-        """(T, S) right-aligned context windows ending at each seed position, and their 0/1 masks."""
-        T, S = self.context, len(seed_ids)
-        padded = np.concatenate([np.zeros(T - 1, dtype=np.int32), np.asarray(seed_ids, dtype=np.int32)])
-        starts = np.arange(S)[None, :] + np.arange(T)[:, None]  # (T, S) index into padded
-        mask = (starts >= T - 1).astype(self._dtype)
-        return np.ascontiguousarray(padded[starts]), mask
+        return windows(seed_ids, self.context, self._dtype)
 
     def _zeros(self, batch):
         return pt.zeros((self.config.state_size, batch, self.config.hidden), dtype=self._dtype)

@@ -26,42 +26,56 @@ def sigmoid(a):
 
 def cell_step(cell, activation, x, states, W_x, b_x, W_h, b_h):
     """One time step of one layer for one example, written from the README's equations."""
+    return gated_step(cell, activation, x, states, W_x, b_x, W_h, b_h)[0]
+
+
+def gated_step(cell, activation, x, states, W_x, b_x, W_h, b_h):
+    """cell_step's new states, and its gate activations (GRU: r|z|n, LSTM: i|f|g|o; None for rnn)."""
     if cell == "rnn":
         a = x @ W_x + b_x + states[0] @ W_h + b_h
-        return [np.maximum(a, 0) if activation == "relu" else np.tanh(a)]
+        return [np.maximum(a, 0) if activation == "relu" else np.tanh(a)], None
     H = len(states[0])
     if cell == "gru":
         ax, ah = x @ W_x + b_x, states[0] @ W_h + b_h
         r = sigmoid(ax[:H] + ah[:H])
         z = sigmoid(ax[H : 2 * H] + ah[H : 2 * H])
         n = np.tanh(ax[2 * H :] + r * ah[2 * H :])
-        return [(1 - z) * n + z * states[0]]
+        return [(1 - z) * n + z * states[0]], np.concatenate([r, z, n])
     a = x @ W_x + b_x + states[0] @ W_h + b_h
     i, f, g, o = sigmoid(a[:H]), sigmoid(a[H : 2 * H]), np.tanh(a[2 * H : 3 * H]), sigmoid(a[3 * H :])
     c = f * states[1] + i * g
-    return [o * np.tanh(c), c]
+    return [o * np.tanh(c), c], np.concatenate([i, f, g, o])
 
 
 def forward(p, x_ids, config=None, states=None, keep=None):
     """Top-layer outputs (T, H), softmax outputs (T, V) and final states [per layer: h (and c)] for
     one sequence with literal one-hot inputs; keep: optional (layers, T, H) dropout multipliers."""
+    tops, ys, finals, _ = trace(p, x_ids, config, states, keep)
+    return tops, ys, finals
+
+
+def trace(p, x_ids, config=None, states=None, keep=None):
+    """forward's results, and per layer each step's states and gate activations: a list of
+    (T, ...) arrays per layer, [h, (c,) gates] (gates absent for rnn)."""
     V, H = p["W_y"].shape[1], p["W_y"].shape[0]
     config = config or ModelConfig(vocab_size=V, hidden=H, cell="rnn", layers=1, activation="relu")
     per_layer = 2 if config.cell == "lstm" else 1
     states = [list(states[l * per_layer : (l + 1) * per_layer]) if states is not None else [np.zeros(H)] * per_layer
               for l in range(config.layers)]
-    tops, ys = [], []
+    tops, ys, steps = [], [], [[] for _ in range(config.layers)]
     for t, x in enumerate(one_hot(x_ids, V)):
         inp = x
         for layer in range(config.layers):
             weights = [p[name] for name in layer_names(layer)]
-            states[layer] = cell_step(config.cell, config.activation, inp, states[layer], *weights)
+            states[layer], gates = gated_step(config.cell, config.activation, inp, states[layer], *weights)
+            steps[layer].append([*states[layer], *([] if gates is None else [gates])])
             inp = states[layer][0] if keep is None else states[layer][0] * keep[layer, t]
         z = inp @ p["W_y"] + p["b_y"]
         e = np.exp(z - z.max())
         tops.append(inp)
         ys.append(e / e.sum())
-    return np.array(tops), np.array(ys), [s for layer in states for s in layer]
+    taped = [[np.array(k) for k in zip(*layer)] for layer in steps]
+    return np.array(tops), np.array(ys), [s for layer in states for s in layer], taped
 
 
 def loss(p, x_ids, y_ids, config=None, keep=None):

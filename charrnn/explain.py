@@ -1,0 +1,256 @@
+"""What a network learnt, position by position: the computation behind `charrnn explain`.
+
+The text is read exactly as `predict` reads a seed (sample.py): a network trained with its state
+carried reads the whole text from a zero state; one trained from a zero state on every chunk
+predicts each character from the last `seq_len` characters, read from a zero state. Characters
+outside the vocabulary are skipped by the network (as `predict --unknown skip` drops them): they
+are shown, but neither read nor scored.
+
+One compiled function per shape returns the log-probabilities of the next character and, per
+layer, what the cell's tape keeps (model.run_layers(tape=True)): h, tanh(c) for the LSTM, and the
+gate activations. Everything else here is NumPy over those arrays.
+"""
+import hashlib
+import math
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import pytensor.tensor as pt
+
+from charrnn import cells, model
+from charrnn.backend import DEFAULT_BACKEND, cached_function, compile_function
+from charrnn.configs import checkpoint_configs, sampler_context
+from charrnn.corpus import CorpusError, Vocab
+from charrnn.evaluate import summary
+from charrnn.sample import bucket, windows
+
+PIECE = 4096  # carried state: positions per compiled call; a longer text runs in pieces, state carried
+WINDOWS = 512  # reset state: windows per compiled call (bounds the tape's memory: T x 512 x G·H)
+SHOWN = ("tanh_c", "gates")  # the tape's tensors explain keeps besides h (not GRU's recurrent term hn)
+SATURATED = (0.1, 0.9)  # a sigmoid gate below the first or above the second is saturated (Karpathy et al.)
+LN2 = math.log(2)
+
+
+class Reader:
+    """Compiled functions that read ids as `predict` does, keeping each layer's activations."""
+
+    def __init__(self, params, config, context=None, backend=DEFAULT_BACKEND, cache=False):
+        self.params, self.config, self.context, self.backend, self.cache = params, config, context, backend, cache
+        self.cell = cells.cell(config)
+        self.names = ["h", *(name for name in self.cell.saved if name in SHOWN)]  # per layer, in output order
+        self._fns = {}
+
+    @property
+    def _dtype(self):
+        return self.params["W_y"].dtype
+
+    def read(self, ids):
+        """(logp, layers) for (M,) ids: logp (M, V) the log-probabilities of the character after each
+        position, having read it; layers a dict per layer of (M, ·) arrays named as in self.names."""
+        chunk = WINDOWS if self.context else PIECE
+        size = chunk if len(ids) > chunk else bucket(len(ids))
+        fn = self._compiled(size)
+        padded = np.zeros(-(-len(ids) // size) * size, dtype=np.int32)  # right padding: never seen earlier
+        padded[: len(ids)] = ids
+        if self.context:
+            window, mask = windows(padded, self.context, self._dtype)
+            pieces = [fn(window[:, s : s + size], mask[:, s : s + size]) for s in range(0, len(padded), size)]
+        else:
+            states, pieces = np.zeros((self.config.state_size, 1, self.config.hidden), dtype=self._dtype), []
+            for s in range(0, len(padded), size):
+                *outs, states = fn(padded[s : s + size, None], states)
+                pieces.append(outs)
+        logp, *rest = (np.concatenate([np.asarray(p[i]) for p in pieces])[: len(ids)] for i in range(len(pieces[0])))
+        L = len(self.names)
+        return logp, [dict(zip(self.names, rest[l * L : (l + 1) * L])) for l in range(self.config.layers)]
+
+    def _compiled(self, size):
+        if size not in self._fns:
+            build = (lambda: self._compile_windows(size)) if self.context else (lambda: self._compile_carried(size))
+            if self.cache:
+                shapes = tuple((name, p.type.shape, p.dtype) for name, p in self.params.items())
+                key = ("explain", size, self.config, self.context, shapes, _source_digest())
+                self._fns[size] = cached_function(key, build, self.params, self.backend)
+            else:
+                self._fns[size] = build()
+        return self._fns[size]
+
+    def _outputs(self, top, tapes, pick):
+        """[logp, then per layer each of self.names] with `pick` taking (T, B, k) -> (N, k)."""
+        outs = [model.log_softmax(model.output_logits(top, self.params))]
+        for tape in tapes:
+            outs.extend(pick(tape["hs" if name == "h" else name]) for name in self.names)
+        return outs
+
+    def _compile_carried(self, size):
+        """fn(ids (size, 1), states (S, 1, H)) -> (logp, *activations, final states)."""
+        ids = pt.tensor("ids", dtype="int32", shape=(size, 1))
+        states = pt.tensor("states", dtype=self._dtype, shape=(self.config.state_size, 1, self.config.hidden))
+        top, finals, tapes = model.run_layers(ids, states, self.params, self.config, tape=True)
+        outs = self._outputs(top, tapes, lambda x: x[:, 0])
+        return compile_function([ids, states], [*outs, finals], backend=self.backend)
+
+    def _compile_windows(self, size):
+        """fn(window (T, size), mask (T, size)) -> (logp, *activations), each at its window's last step."""
+        window = pt.tensor("window", dtype="int32", shape=(self.context, size))
+        mask = pt.tensor("mask", dtype=self._dtype, shape=(self.context, size))
+        states = pt.zeros((self.config.state_size, size, self.config.hidden), dtype=self._dtype)
+        top, _, tapes = model.run_layers(window, states, self.params, self.config, mask=mask, tape=True)
+        outs = self._outputs(top[-1], tapes, lambda x: x[-1])
+        return compile_function([window, mask], outs, backend=self.backend)
+
+
+def _source_digest():
+    """A hash of this module, so the function cache never serves a graph from an older explain."""
+    return hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
+
+
+@dataclass
+class Explanation:
+    """A text as the network read it. Arrays are per known character (M of them), in text order."""
+
+    text: str
+    vocab: object  # the checkpoint's corpus.Vocab
+    positions: np.ndarray  # (M,) where each character the vocabulary knows sits in `text`
+    ids: np.ndarray  # (M,) their ids
+    logp_next: np.ndarray  # (M, V) log-probabilities of the next known character, after reading each
+    layers: list  # per layer: "h" (M, H), and "tanh_c" (M, H), "gates" (M, G·H) where the cell has them
+    cell: cells.Cell  # the cell that read it (which gates are sigmoids)
+
+    @cached_property
+    def expected(self):
+        """(M, V) probabilities the network gave each known character before it came; row 0 is NaN
+        (nothing read yet: the first character is never scored, as in `eval`)."""
+        nan = np.full((1, self.logp_next.shape[1]), np.nan, dtype=np.float64)
+        return np.exp(np.concatenate([nan, self.logp_next[:-1].astype(np.float64)]))
+
+    @cached_property
+    def bits(self):
+        """(M,) -log2 of the probability of each known character given all before it (NaN for the first)."""
+        logp = np.concatenate([[np.nan], self.logp_next[np.arange(len(self.ids) - 1), self.ids[1:]]])
+        return -logp.astype(np.float64) / LN2
+
+    @cached_property
+    def prob(self):
+        """(M,) the probability of each known character given all before it (NaN for the first)."""
+        return self.expected[np.arange(len(self.ids)), self.ids]
+
+    @cached_property
+    def rank(self):
+        """(M,) 1 + how many characters the network rated above the one that came (0 for the first)."""
+        p = self.expected
+        return np.concatenate([[0], 1 + (p[1:] > self.prob[1:, None]).sum(axis=1)])
+
+    @cached_property
+    def entropy(self):
+        """(M,) entropy in bits of the distribution each known character was drawn against."""
+        p = self.expected
+        return -(p * np.log2(np.where(p > 0, p, 1))).sum(axis=1)
+
+    def top(self, k):
+        """((M, k) ids, (M, k) probabilities) of the k most likely characters at each position, most likely first."""
+        p = np.nan_to_num(self.expected, nan=0.0)
+        k = min(k, p.shape[1])
+        order = np.argsort(-p, axis=1, kind="stable")[:, :k]
+        return order, np.take_along_axis(p, order, axis=1)
+
+    def scores(self):
+        """eval's figures (`evaluate.summary`) for this reading of the text."""
+        nats = float(np.nansum(self.bits) * LN2)
+        return summary(nats, float((self.rank[1:] == 1).sum()), len(self.ids) - 1)
+
+    def most_surprising(self, n=10):
+        """Indices (into the known characters) of the n largest bits, largest first."""
+        return np.argsort(-np.nan_to_num(self.bits, nan=-1.0), kind="stable")[: min(n, len(self.ids) - 1)]
+
+
+def explain(reader, vocab, text):
+    """The Explanation of `text`; CorpusError when fewer than 2 of its characters are in the vocabulary."""
+    codes = np.array([ord(c) for c in vocab.chars])
+    known = np.isin(np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype="<u4"), codes)
+    positions = np.flatnonzero(known)
+    if len(positions) < 2:
+        raise CorpusError(f"has {len(positions)} characters in the checkpoint's vocabulary; need 2")
+    ids = vocab.encode("".join(text[i] for i in positions)).astype(np.int32)
+    logp, layers = reader.read(ids)
+    return Explanation(text, vocab, positions, ids, logp, layers, reader.cell)
+
+
+def text_features(text):
+    """Features of each character of `text` computed from the text alone, as (N,) float arrays:
+    the kinds of structure Karpathy et al. found single units tracking."""
+    quote = depth = column = 0
+    names = ("inside quotes", "bracket depth", "position in line", "start of a word", "upper case")
+    out = np.zeros((len(names), len(text)))
+    previous = "\n"
+    for i, c in enumerate(text):
+        quote ^= c == '"'
+        depth = max(depth + (c in "([{") - (c in ")]}"), 0)
+        out[:, i] = (quote or c == '"', depth, column, c.isalnum() and not previous.isalnum(), c.isupper())
+        column = 0 if c == "\n" else column + 1
+        previous = c
+    return dict(zip(names, out))
+
+
+def correlations(acts, feature):
+    """(H,) Pearson correlation of each unit of (M, H) `acts` with an (M,) feature (0 where either is constant)."""
+    a = acts - acts.mean(axis=0)
+    f = feature - feature.mean()
+    denom = np.sqrt((a * a).sum(axis=0) * (f * f).sum())
+    return np.divide(f @ a, denom, out=np.zeros(a.shape[1]), where=denom > 0)
+
+
+def units_worth_a_look(e, per_feature=3):
+    """For each text feature that varies, the units whose activation correlates most with it:
+    dicts of feature, layer, kind ("h" or "tanh_c"), unit, r, strongest first."""
+    found = []
+    for name, values in text_features(e.text).items():
+        feature = values[e.positions]
+        if feature.std() == 0:
+            continue
+        candidates = [(r, layer, kind, unit) for layer, acts in enumerate(e.layers) for kind in ("h", "tanh_c")
+                      if kind in acts for unit, r in enumerate(correlations(acts[kind].astype(np.float64), feature))]
+        candidates.sort(key=lambda c: -abs(c[0]))
+        found += [{"feature": name, "layer": layer, "kind": kind, "unit": unit, "r": float(r)}
+                  for r, layer, kind, unit in candidates[:per_feature]]
+    return found
+
+
+def saturation(e):
+    """Per layer, per sigmoid gate of the cell: (fraction of positions below 0.1, above 0.9), each (H,)."""
+    low, high, cell = *SATURATED, e.cell
+    out = []
+    for acts in e.layers:
+        if "gates" not in acts:
+            break
+        g = acts["gates"].reshape(len(e.ids), len(cell.gate_names), -1)  # (M, gates, H)
+        out.append({name: ((g[:, i] < low).mean(axis=0), (g[:, i] > high).mean(axis=0))
+                    for i, name in enumerate(cell.gate_names) if name in cell.sigmoid_gates})
+    return out
+
+
+def rows(e, k=5):
+    """One dict per position of the text, for --format tsv and json: position, char, known, bits,
+    prob, rank, entropy (None where not scored: the first character, or one outside the
+    vocabulary) and top, the k most likely characters there with their probabilities."""
+    index = np.full(len(e.text), -1)
+    index[e.positions] = np.arange(len(e.ids))
+    top_ids, top_p = e.top(k)
+    chars = e.vocab.chars
+    for i, c in enumerate(e.text):
+        j = int(index[i])
+        scored = j > 0
+        yield {"position": i, "char": c, "known": j >= 0, "bits": float(e.bits[j]) if scored else None,
+               "prob": float(e.prob[j]) if scored else None, "rank": int(e.rank[j]) if scored else None,
+               "entropy": float(e.entropy[j]) if scored else None,
+               "top": [[chars[t], float(p)] for t, p in zip(top_ids[j], top_p[j])] if scored else []}
+
+
+def explain_checkpoint(params, meta, text, backend=DEFAULT_BACKEND):
+    """The Explanation of `text` by a checkpoint's (params, meta), read as `predict` reads a seed;
+    its compiled functions are kept in the user's cache."""
+    model_cfg, train_cfg = checkpoint_configs(meta)
+    reader = Reader(model.shared_params(params), model_cfg, sampler_context(train_cfg), backend, cache=True)
+    return explain(reader, Vocab.from_json(meta["vocab"]), text)
