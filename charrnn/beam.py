@@ -3,8 +3,9 @@
 W beams run as one batch of W through the sampler's compiled step (`Sampler.fork`, `extend`):
 one compiled call per character for all beams, then on the host the W x V candidate scores
 (summed log-probabilities) and the best W of them. A candidate that ends with a stop is finished
-and leaves the beam; the search ends at `length` characters or once W candidates have finished,
-and returns the best finished or full-length one by score / length penalty. Deterministic: ties
+and leaves the beam (only those among the best W count); the search ends at `length`
+characters or once no live beam can beat the best finished one, and returns the best finished or
+full-length one by score / length penalty. Deterministic: ties
 go to the lower (beam, id).
 """
 from dataclasses import dataclass
@@ -39,15 +40,21 @@ def beam_search(sampler, seed_ids, length, config):
         parents, ids, chosen = _select(candidates, V, W, n, history, config, finished)
         history.append((parents, ids))
         scores = candidates[chosen]
-        if len(finished) >= W or len(chosen) < W or not np.isfinite(scores[0]):
+        if len(chosen) < W or not np.isfinite(scores[0]) or _settled(finished, scores[0], length, config.alpha):
             break
         if n < length:
             carry, log_probs = sampler.extend(carry, parents, ids)
-    if len(finished) < W:  # the live beams compete too, at the length they reached
+    if not _settled(finished, scores[0], length, config.alpha):  # the live beams compete too
         finished += [(s / length_penalty(n, config.alpha), n, j, None) for j, s in enumerate(scores) if np.isfinite(s)]
     _, n, beam, last = max(finished, key=lambda f: f[0])  # the first of equals
     path = _path(history[: n if last is None else n - 1], beam)
     return np.array(path + ([] if last is None else [last]), dtype=np.int32)
+
+
+def _settled(finished, best_live, length, alpha):
+    """Whether no live beam can beat the best finished one: a summed log-probability only falls as
+    a beam grows, so `best_live` / the penalty at `length` bounds every live beam's final score."""
+    return bool(finished) and max(f[0] for f in finished) >= best_live / length_penalty(length, alpha)
 
 
 def _select(candidates, V, W, n, history, config, finished):
