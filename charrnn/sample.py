@@ -7,7 +7,8 @@ situation it learnt in. Either way the seed and the continuation go through one 
 CHUNK characters per call, with the random draws passed in, so text can be shown as it comes and
 the first n characters are the same whatever the length asked for. The draw can be truncated to
 the k most likely characters and to the smallest set whose probability reaches p (k and p are
-inputs of the compiled scan, so changing them never recompiles).
+inputs of the compiled scan, so changing them never recompiles; plain sampling runs a scan
+without the sort).
 
 Beam search (charrnn/beam.py) runs W beams as one batch of W through a compiled step: `fork`
 reads the seed once and copies its state W times, `extend` moves each beam to its parent's state
@@ -67,13 +68,14 @@ class Sampler:
         u = np.zeros(n, dtype=self._dtype)
         u[S : S + length] = np.random.default_rng(rng_seed).random(length)
         V = self.config.vocab_size
-        t = np.asarray(temperature, dtype=self._dtype)
-        k = np.asarray(V if top_k is None else min(top_k, V), dtype=np.int32)
-        p = np.asarray(top_p, dtype=self._dtype)
-        generate = self._compiled("generate", (), self._compile_generate)
+        options = [np.asarray(temperature, dtype=self._dtype)]
+        truncate = (top_k is not None and top_k < V) or top_p < 1
+        if truncate:  # a generator of its own: the plain one pays nothing for the sort
+            options += [np.asarray(min(top_k or V, V), dtype=np.int32), np.asarray(top_p, dtype=self._dtype)]
+        generate = self._compiled("generate", (truncate,), lambda: self._compile_generate(truncate))
         carry = self._initial_carry()
         for start in range(0, S + length, CHUNK):
-            *carry, ids = generate(*carry, forced[start : start + CHUNK], u[start : start + CHUNK], t, k, p)
+            *carry, ids = generate(*carry, forced[start : start + CHUNK], u[start : start + CHUNK], *options)
             first, last = max(S - start, 0), min(S + length - start, CHUNK)
             if first < last:
                 yield np.asarray(ids)[first:last]
@@ -196,12 +198,16 @@ class Sampler:
         top = model.run_layers(window, self._zeros(W), p, config, mask=mask)[0][-1]
         return compile_function([window, mask], model.log_softmax(model.output_logits(top, p)), backend=self.backend)
 
-    def _draw(self, logits, u_t, temperature, top_k, top_p):
-        """Inverse-CDF draw (in id order) from softmax(logits / temperature) restricted to the `top_k`
-        most likely ids and to the smallest set of most likely ids whose probability reaches `top_p`,
-        renormalised; the argmax when temperature is 0. Ties at a cut go to the lower id."""
+    def _draw(self, logits, u_t, temperature, top_k=None, top_p=None):
+        """Inverse-CDF draw (in id order) from softmax(logits / temperature), or the argmax when
+        temperature is 0. With `top_k` and `top_p` (symbolic scalars) the draw is restricted to the
+        top_k most likely ids and to the smallest set of most likely ids whose probability reaches
+        top_p, renormalised; ties at a cut go to the lower id."""
         V = self.config.vocab_size
         probs = softmax(logits / pt.maximum(temperature, 1e-6))  # (V,)
+        if top_k is None:
+            drawn = pt.minimum(pt.sum(pt.cumsum(probs) < u_t), V - 1)
+            return pt.switch(pt.gt(temperature, 0), drawn, pt.argmax(logits)).astype("int32")
         order = pt.argsort(-probs, stable=True)  # most likely first
         ranked = probs[order]
         before = pt.cumsum(ranked) - ranked  # probability of the ids ranked above each
@@ -214,14 +220,15 @@ class Sampler:
         drawn = pt.argmax(pt.and_(kept, pt.ge(cdf, u_t * cdf[-1])).astype("int8"))
         return pt.switch(pt.gt(temperature, 0), drawn, pt.argmax(logits)).astype("int32")
 
-    def _compile_generate(self):
-        """fn(*carry, forced, u, temperature, top_k, top_p) -> (*carry after, ids): at each position
-        the id `forced` gives, or where it is -1 one drawn with its uniform draw in u."""
+    def _compile_generate(self, truncate):
+        """fn(*carry, forced, u, temperature[, top_k, top_p]) -> (*carry after, ids): at each position
+        the id `forced` gives, or where it is -1 one drawn with its uniform draw in u (top_k and
+        top_p with `truncate`)."""
         forced = pt.tensor("forced", dtype="int32", shape=(CHUNK,))
         u = pt.tensor("u", dtype=self._dtype, shape=(CHUNK,))
         temperature = pt.scalar("temperature", dtype=self._dtype)
-        top_k = pt.scalar("top_k", dtype="int32")
-        top_p = pt.scalar("top_p", dtype=self._dtype)
+        top_k = pt.scalar("top_k", dtype="int32") if truncate else None
+        top_p = pt.scalar("top_p", dtype=self._dtype) if truncate else None
         names = list(self.params)
         V, T = self.config.vocab_size, self.context
 
@@ -252,7 +259,7 @@ class Sampler:
         *carried, ids = pytensor.scan(step, sequences=[forced, u], outputs_info=[*carry, None],
                                       non_sequences=[self.params[name] for name in names],
                                       return_updates=False, strict=True)
-        inputs = [*carry, forced, u, temperature, top_k, top_p]
+        inputs = [*carry, forced, u, temperature, *([top_k, top_p] if truncate else [])]
         return compile_function(inputs, [*(c[-1] for c in carried), ids], backend=self.backend)
 
 
