@@ -46,17 +46,17 @@ class Sampler:
         self.backend = backend
         self._fns = {}
 
-    def generate(self, seed_ids, length, temperature=1.0, rng_seed=0, top_k=None, top_p=1.0):
+    def generate(self, seed_ids, length, temperature=1.0, rng_seed=0, top_k=None, top_p=None):
         """`length` ids continuing `seed_ids`: sampled at `temperature` (from the `top_k` most likely
         ids and the smallest set reaching probability `top_p`), or argmax at each step when it is 0."""
         pieces = self.stream(seed_ids, length, temperature, rng_seed, top_k, top_p)
         return np.concatenate([np.zeros(0, np.int32), *pieces])
 
-    def stream(self, seed_ids, length, temperature=1.0, rng_seed=0, top_k=None, top_p=1.0):
+    def stream(self, seed_ids, length, temperature=1.0, rng_seed=0, top_k=None, top_p=None):
         """Yield the continuation in pieces as they are generated. The seed and the continuation
         run through one compiled scan, CHUNK positions per call: the seed's characters are fed in,
         the rest drawn. The random draws are made up front, so a longer continuation starts with
-        the same characters. top_k None (or >= V) and top_p 1 draw from the whole distribution."""
+        the same characters. top_k None (or >= V) and top_p None (or 1) draw from the whole distribution."""
         if length <= 0:
             return
         if self.context is not None:  # the window sees only the last `context` characters: skip the rest
@@ -69,9 +69,10 @@ class Sampler:
         u[S : S + length] = np.random.default_rng(rng_seed).random(length)
         V = self.config.vocab_size
         options = [np.asarray(temperature, dtype=self._dtype)]
-        truncate = (top_k is not None and top_k < V) or top_p < 1
+        top_k, top_p = min(top_k or V, V), 1.0 if top_p is None else top_p  # None: no truncation
+        truncate = top_k < V or top_p < 1
         if truncate:  # a generator of its own: the plain one pays nothing for the sort
-            options += [np.asarray(min(top_k or V, V), dtype=np.int32), np.asarray(top_p, dtype=self._dtype)]
+            options += [np.asarray(top_k, dtype=np.int32), np.asarray(top_p, dtype=self._dtype)]
         generate = self._compiled("generate", (truncate,), lambda: self._compile_generate(truncate))
         carry = self._initial_carry()
         for start in range(0, S + length, CHUNK):
