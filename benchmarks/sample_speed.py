@@ -10,6 +10,10 @@ between the two within one run, after a warm-up call that compiles. The last col
 
     pip install -e '.[bench]'
     python benchmarks/sample_speed.py [CORPUS] [--models lstm default] [--length 20000] [--rounds 5]
+                                      [--beams 1 4 16] [--beam-length 2000]
+
+With --beams, a second table gives beam search's characters per second at each width (one
+compiled call of W beams per character, then the top W of the W x V candidates on the host).
 
 Not part of the test suite.
 """
@@ -24,6 +28,7 @@ from pathlib import Path
 
 from charrnn import checkpoint, configs
 from charrnn.model import shared_params
+from charrnn.beam import BeamConfig, beam_search
 from charrnn.sample import Sampler
 
 DEFAULT_CORPUS = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare.txt"
@@ -85,6 +90,8 @@ def main():
     parser.add_argument("--length", type=int, default=20000, help="characters per charrnn round")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--backend", default="jax")
+    parser.add_argument("--beams", type=int, nargs="*", default=[], help="beam widths to time")
+    parser.add_argument("--beam-length", type=int, default=2000, help="characters per beam round")
     args = parser.parse_args()
     import torch
 
@@ -113,6 +120,19 @@ def main():
             a, b = statistics.median(ours), statistics.median(theirs)
             print(f"{label:20} {a:16,.0f} {b:14,.0f} {a / b:6.2f} {predict_process(path, args.length, args.backend):18.1f}",
                   flush=True)
+            for width in args.beams:
+                print(f"{'':20} beam {width:3}: {beam_speed(sampler, seed, width, args):10,.0f} chars/s", flush=True)
+
+
+def beam_speed(sampler, seed, width, args):
+    """Median characters per second of beam search at `width` (after a call that compiles)."""
+    beam_search(sampler, seed, 10, BeamConfig(width=width))
+    rates = []
+    for _ in range(args.rounds):
+        start = time.perf_counter()
+        beam_search(sampler, seed, args.beam_length, BeamConfig(width=width))
+        rates.append(args.beam_length / (time.perf_counter() - start))
+    return statistics.median(rates)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 The only module that talks to the terminal. Data goes to stdout; progress, logs and errors to stderr.
 """
+import io
 import json
 import os
 import sys
@@ -15,11 +16,12 @@ from tqdm import tqdm
 from charrnn import __version__, checkpoint, configs, explain, idcache, lock, page, report, shakespeare
 from charrnn.backend import DEFAULT_BACKEND, write_atomically
 from charrnn.configs import PRESETS
+from charrnn.beam import BeamConfig, beam_search
 from charrnn.corpus import CorpusError, TooShort, Vocab, check_sizes, fingerprint, read_text, split
 from charrnn.evaluate import score_text
 from charrnn.model import shared_params
 from charrnn.options import BACKEND, CHECKPOINT, ENV, POSITIVE, QUIET, training_options
-from charrnn.sample import Sampler
+from charrnn.sample import Sampler, until_stop
 from charrnn.train import Trainer, TrainingDiverged, TrainingInterrupted
 
 DEFAULT_RUN = Path("checkpoints")
@@ -173,65 +175,125 @@ def _lock_out_dir(out):
 
 
 @cli.command(context_settings=ENV)
-@click.option("--seed", required=True, help="Text to start from; - reads it from stdin (one final newline dropped).")
+@click.option("--seed", help="Text to start from; - reads it from stdin (one final newline dropped).")
+@click.option("--seed-file", type=click.Path(exists=True, dir_okay=False, allow_dash=True),
+              help="Start from this file's whole text instead, final newline kept (- reads stdin): --seed-file act1.txt")
+@click.option("--encoding", default="utf-8", show_default=True, help="Text encoding of --seed-file.")
 @CHECKPOINT
 @click.option("--length", default=200, show_default=True, type=POSITIVE, help="Characters to generate.")
 @click.option("--temperature", default=1.0, show_default=True, type=click.FloatRange(min=0),
               help="Sampling temperature; 0 takes the most likely character at each step.")
+@click.option("--top-k", type=POSITIVE,
+              help="Draw only among the K most likely characters: --top-k 10  [default: all]")
+@click.option("--top-p", type=click.FloatRange(0, 1, min_open=True),
+              help="Draw from the smallest set of most likely characters whose probability reaches P: "
+                   "--top-p 0.9  [default: 1, all]")
+@click.option("--beam", type=POSITIVE,
+              help="Beam search of this width for the most likely continuation, instead of sampling (not with "
+                   "--temperature > 0, --top-k or --top-p): --beam 4")
+@click.option("--length-penalty", type=click.FloatRange(min=0),
+              help="With --beam and --stop: divide scores by ((5 + n) / 6) ** ALPHA: --length-penalty 0.6  [default: 0]")
+@click.option("--stop", "stops", multiple=True,
+              help="Stop once the continuation ends with this text (repeatable; the text is kept): --stop $'\\n\\n'")
+@click.option("--stop-drop", is_flag=True, help="Leave the --stop text out of the output: --stop END --stop-drop")
 @click.option("--rng-seed", default=0, show_default=True, type=int, help="Seed for the random draws.")
 @click.option("--next", "show_next", is_flag=True, envvar="CHARRNN_NEXT",
               help="Instead of generating, show for each seed position the most likely next character.")
 @click.option("--unknown", default="error", show_default=True, type=click.Choice(["error", "skip"]),
               help="What to do with seed characters the checkpoint's vocabulary lacks.")
 @click.option("--each-line", is_flag=True,
-              help="With --seed -: every input line is a seed, and each gets one output line: its "
+              help="With --seed - or --seed-file: every input line is a seed, and each gets one output line: its "
                    "continuation up to --length characters or the first newline.")
 @BACKEND
 @QUIET
-def predict(seed, checkpoint_path, length, temperature, rng_seed, show_next, unknown, each_line, backend, quiet):
+@click.pass_context
+def predict(ctx, seed, seed_file, encoding, checkpoint_path, length, rng_seed, show_next, unknown, each_line, backend,
+            quiet, **decoding):
     """Continue the --seed text with a trained network; the continuation goes to stdout as it is
     generated.
 
     \b
     Example:
-      charrnn predict --seed "First Cit" --length 300 --temperature 0.8
+      charrnn predict --seed "First Cit" --length 300 --temperature 0.8 --top-p 0.9
+      charrnn predict --seed-file act1.txt --beam 8 --stop $'\\n\\n'
       echo "First Cit" | charrnn predict --seed - --next
       charrnn predict --seed - --each-line --length 80 < prompts.txt
     """
-    if each_line and seed != "-":
-        raise click.UsageError("--each-line reads its seeds from stdin: use it with --seed -")
+    _check_decoding(ctx, seed, seed_file, each_line, decoding)
     params, meta = _load(checkpoint_path)
     vocab = Vocab.from_json(meta["vocab"])
     model_cfg, train_cfg = configs.checkpoint_configs(meta)
     sampler = Sampler(shared_params(params), model_cfg, configs.sampler_context(train_cfg),
                       backend or DEFAULT_BACKEND, cache=True)
+    text = partial(_continuation, sampler, vocab, decoding=decoding)
     if each_line:
-        for i, line in enumerate(sys.stdin):
-            click.echo(_first_line(sampler, vocab, line.removesuffix("\n"), length, temperature, rng_seed + i, unknown))
+        lines = sys.stdin if seed == "-" else io.StringIO(_read_seed_file(seed_file, encoding))
+        for i, line in enumerate(lines):
+            click.echo(_first_line(text, vocab, line.removesuffix("\n"), length, rng_seed + i, unknown))
             sys.stdout.flush()
         return
-    seed_ids = _encode_seed(vocab, sys.stdin.read().removesuffix("\n") if seed == "-" else seed, unknown)
+    if seed_file:
+        seed = _read_seed_file(seed_file, encoding)
+    hint = "'--seed-file'" if seed_file else "'--seed'"
+    seed_ids = _encode_seed(vocab, sys.stdin.read().removesuffix("\n") if seed == "-" else seed, unknown, hint)
     if show_next:
         best, probs = sampler.next_chars(seed_ids)
         click.echo(report.format_next(vocab.decode(seed_ids), vocab.decode(best), probs))
         return
-    for piece in sampler.stream(seed_ids, length, temperature, rng_seed):
-        click.echo(vocab.decode(piece), nl=False)
+    for piece in text(seed_ids, length, rng_seed):
+        click.echo(piece, nl=False)
         sys.stdout.flush()
     if sys.stdout.isatty():
         click.echo()
 
 
-def _first_line(sampler, vocab, seed, length, temperature, rng_seed, unknown):
-    """The continuation of one seed line, up to `length` characters or its first newline."""
+def _check_decoding(ctx, seed, seed_file, each_line, decoding):
+    """Refuse combinations of predict's options that do not go together, in one line each."""
+    if (seed is None) == (seed_file is None):
+        raise click.UsageError("give the text to start from with --seed or --seed-file (one of them)")
+    if each_line and seed not in ("-", None):
+        raise click.UsageError("--each-line reads its seeds from stdin or a file: use it with --seed - or --seed-file")
+    if any(stop == "" for stop in decoding["stops"]):
+        raise click.BadParameter("a stop text cannot be empty", param_hint="'--stop'")
+    if decoding["beam"] is None:
+        if decoding["length_penalty"] is not None:
+            raise click.UsageError("--length-penalty scores beams: use it with --beam")
+        return
+    explicit = ctx.get_parameter_source("temperature") is not click.core.ParameterSource.DEFAULT
+    if explicit and decoding["temperature"] > 0:
+        raise click.UsageError("--beam searches deterministically: drop --temperature (or give 0)")
+    for name in ("top_k", "top_p"):
+        if decoding[name] is not None:
+            raise click.UsageError(f"--beam searches deterministically: drop --{name.replace('_', '-')}")
+
+
+def _read_seed_file(path, encoding):
+    try:
+        return read_text(path, encoding)
+    except CorpusError as e:
+        raise click.ClickException(f"--seed-file: {e}") from None
+
+
+def _continuation(sampler, vocab, seed_ids, length, rng_seed, decoding, extra_stops=()):
+    """The continuation's text in pieces, as they come: sampled, or the best beam when it is found;
+    ending at the first stop (of --stop and `extra_stops`, which are always dropped)."""
+    d = decoding
+    stops = [*d["stops"], *extra_stops]
+    if d["beam"]:
+        ids = [vocab.encode(s) for s in stops if not vocab.missing(s)]  # others cannot be generated
+        config = BeamConfig(width=d["beam"], alpha=d["length_penalty"] or 0.0, stops=tuple(map(tuple, ids)))
+        pieces = [vocab.decode(beam_search(sampler, seed_ids, length, config))]
+    else:
+        pieces = map(vocab.decode, sampler.stream(seed_ids, length, d["temperature"], rng_seed, d["top_k"], d["top_p"]))
+    pieces = until_stop(pieces, d["stops"], d["stop_drop"]) if d["stops"] else pieces
+    return until_stop(pieces, extra_stops, drop=True) if extra_stops else pieces
+
+
+def _first_line(text, vocab, seed, length, rng_seed, unknown):
+    """The continuation of one seed line, up to `length` characters, a stop or its first newline."""
     if not (vocab.known(seed) if unknown == "skip" else seed):
         return ""  # nothing to continue from
-    text = ""
-    for piece in sampler.stream(_encode_seed(vocab, seed, unknown), length, temperature, rng_seed):
-        text += vocab.decode(piece)
-        if "\n" in text:
-            break
-    return text.split("\n", 1)[0]
+    return "".join(text(_encode_seed(vocab, seed, unknown), length, rng_seed, extra_stops=["\n"]))
 
 
 def _load(path, extras=False, describe=False):
@@ -254,16 +316,16 @@ def _default_checkpoint():
     return best if best.exists() else DEFAULT_RUN / "latest.npz"
 
 
-def _encode_seed(vocab, seed, unknown):
+def _encode_seed(vocab, seed, unknown, hint="'--seed'"):
     missing = vocab.missing(seed)
     if missing and unknown == "skip":
         seed = vocab.known(seed)
     elif missing:
         shown = " ".join(repr(c) for c in missing)
         raise click.BadParameter(f"characters not in the checkpoint's vocabulary: {shown} "
-                                 f"(--unknown skip drops them)", param_hint="'--seed'")
+                                 f"(--unknown skip drops them)", param_hint=hint)
     if not seed:
-        raise click.BadParameter("the seed is empty; give at least one character", param_hint="'--seed'")
+        raise click.BadParameter("the seed is empty; give at least one character", param_hint=hint)
     return vocab.encode(seed)
 
 

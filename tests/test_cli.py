@@ -333,3 +333,77 @@ def test_eval_shows_its_progress_on_a_terminal_only(trained_run, tmp_path, charr
     piped = subprocess.run(cmd, capture_output=True, text=True, check=True)
     assert piped.stdout == out and "scoring" not in piped.stderr
     assert "scoring" not in on_a_terminal([*cmd, "--quiet"])[1]
+
+
+def test_predict_stops_across_pieces(runner, trained_run):
+    ckpt = str(trained_run / "latest.npz")
+    seed = (PATTERN * 20)[:250]  # the first compiled piece of 256 positions holds 6 generated characters
+    after = (PATTERN * 40)[250:]
+    args = ["predict", "--seed", seed, "--checkpoint", ckpt, "--temperature", "0", "--length", "600", "--stop", after[2:14]]
+    assert runner.invoke(cli, args).stdout == after[:14]
+    assert runner.invoke(cli, [*args, "--stop-drop"]).stdout == after[:2]
+    two = runner.invoke(cli, [*args, "--stop", "d!", "--stop", "zz"])
+    assert two.exit_code == 0 and two.stdout == after[: after.index("d!") + 2]
+
+
+def test_predict_top_k_top_p_and_beam(runner, trained_run):
+    ckpt = str(trained_run / "latest.npz")
+    base = ["predict", "--seed", "hello", "--checkpoint", ckpt, "--length", "40"]
+    want = (PATTERN * 4)[5:45]
+    assert runner.invoke(cli, [*base, "--top-k", "1"]).stdout == want  # one character left to draw
+    assert runner.invoke(cli, [*base, "--top-p", "0.5"]).stdout == want  # the pattern is near certain
+    for width in ("1", "4"):
+        result = runner.invoke(cli, [*base, "--beam", width])
+        assert result.exit_code == 0 and result.stdout == want, result.stderr
+    result = runner.invoke(cli, [*base, "--beam", "3", "--stop", "wor", "--length-penalty", "0.6"])
+    assert result.stdout == " wor"
+
+
+def test_each_line_with_stops_and_beam(runner, trained_run):
+    args = ["predict", "--seed", "-", "--each-line", "--length", "30", "--temperature", "0",
+            "--checkpoint", str(trained_run / "latest.npz"), "--stop", "o"]
+    lines = "hello\nworld! \n\n"
+    result = runner.invoke(cli, args, input=lines)
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.split("\n") == [" wo", "hello", "", ""]
+    assert runner.invoke(cli, [*args, "--stop-drop"], input=lines).stdout.split("\n") == [" w", "hell", "", ""]
+    beam = runner.invoke(cli, [a for a in args if a not in ("--temperature", "0")] + ["--beam", "2", "--stop", "xyz"],
+                         input=lines)
+    assert beam.stdout.split("\n") == [" wo", "hello", "", ""]
+    newline = runner.invoke(cli, [*args[:-2], "--beam", "2"], input="hel\n")  # each line ends at its newline
+    assert newline.stdout == "lo world! hello world! hello w\n"
+
+
+def test_predict_from_a_seed_file(runner, trained_run, tmp_path):
+    ckpt = str(trained_run / "latest.npz")
+    text = "droll! held " + PATTERN * 300 + "hel"  # far longer than the model's window
+    (tmp_path / "seed.txt").write_text(text, encoding="utf-8")
+    args = ["predict", "--checkpoint", ckpt, "--length", "30", "--temperature", "3", "--rng-seed", "4"]
+    from_file = runner.invoke(cli, [*args, "--seed-file", str(tmp_path / "seed.txt")])
+    assert from_file.exit_code == 0, from_file.stderr
+    assert from_file.stdout == runner.invoke(cli, [*args, "--seed", text]).stdout
+    assert from_file.stdout == runner.invoke(cli, [*args, "--seed", text[-8:]]).stdout  # seq_len 8: its window
+    assert runner.invoke(cli, [*args, "--seed-file", "-"], input=text).stdout == from_file.stdout
+    lines = runner.invoke(cli, [*args, "--seed-file", str(tmp_path / "seed.txt"), "--each-line", "--temperature", "0"])
+    assert lines.stdout == "lo world! hello world! hello w\n"
+
+
+def test_predict_refuses_bad_sampling_options(runner, trained_run, tmp_path):
+    ckpt = str(trained_run / "latest.npz")
+    (tmp_path / "bin.txt").write_bytes(b"ab\0cd")
+    cases = [(["--top-k", "0"], "--top-k"), (["--top-p", "0"], "--top-p"), (["--top-p", "1.5"], "--top-p"),
+             (["--beam", "0"], "--beam"), (["--beam", "2", "--temperature", "0.5"], "--temperature"),
+             (["--beam", "2", "--top-k", "3"], "--top-k"), (["--beam", "2", "--top-p", "0.9"], "--top-p"),
+             (["--stop", ""], "--stop"), (["--length-penalty", "1"], "--beam"),
+             (["--seed-file", str(tmp_path / "none.txt")], "--seed-file"),
+             (["--seed", "h", "--seed-file", str(tmp_path / "bin.txt")], "--seed-file")]
+    for bad, name in cases:
+        result = runner.invoke(cli, ["predict", *(["--seed", "h"] if "--seed-file" not in bad else []), *bad,
+                                     "--checkpoint", ckpt])
+        errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+        assert result.exit_code == 2 and len(errors) == 1 and name in errors[0], (bad, result.stderr)
+    result = runner.invoke(cli, ["predict", "--seed-file", str(tmp_path / "bin.txt"), "--checkpoint", ckpt])
+    assert result.exit_code == 1 and result.stderr.count("\n") == 1 and "binary" in result.stderr
+    ok = runner.invoke(cli, ["predict", "--seed", "h", "--beam", "2", "--temperature", "0", "--length", "3",
+                             "--checkpoint", ckpt])
+    assert ok.exit_code == 0 and ok.stdout == "ell"  # --temperature 0 goes with --beam

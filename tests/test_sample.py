@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from charrnn.model import ModelConfig, shared_params
-from charrnn.sample import Sampler
+from charrnn.sample import Sampler, until_stop
 from reference import forward, random_params
 
 V, H, CONTEXT = 5, 6, 3
@@ -98,3 +98,81 @@ def test_prediction_has_no_dropout():
     want = forward(params, [1, 2, 3], config)[1]  # the reference without any dropout mask
     np.testing.assert_allclose(prob, want.max(axis=1), rtol=1e-5)
     assert np.array_equal(sampler.generate([1], 30, 1.0, 3), sampler.generate([1], 30, 1.0, 3))
+
+
+P = np.array([0.05, 0.1, 0.15, 0.3, 0.4])
+CHI2_999 = {1: 10.83, 2: 13.82, 3: 16.27}  # chi-square quantiles at 0.999 by degrees of freedom
+
+
+@pytest.fixture(scope="module")
+def flat():
+    """A sampler whose every prediction is P, whatever it read; and one that predicts all ids equally."""
+    params = random_params(V, H)
+    params.update(W_y=np.zeros((H, V)), b_y=np.log(P))  # the output ignores the state
+    return Sampler(float32_params(params), RNN, CONTEXT)
+
+
+@pytest.mark.parametrize("temperature, top_k, top_p, allowed", [
+    (1.0, 2, 1.0, [3, 4]),
+    (1.0, None, 0.6, [3, 4]),  # 0.4 < 0.6 <= 0.4 + 0.3
+    (1.0, None, 0.75, [2, 3, 4]),
+    (1.0, 4, 0.75, [2, 3, 4]),
+    (1.0, 1, 1.0, [4]),
+    (0.5, None, 0.9, [2, 3, 4]),  # tempered: 0.561, 0.316, 0.079, ...: 0.877 < 0.9
+    (0.5, 2, 0.99, [3, 4]),
+])
+def test_truncated_draws_follow_the_renormalised_distribution(flat, temperature, top_k, top_p, allowed):
+    n = 20000
+    draws = flat.generate([0], n, temperature=temperature, rng_seed=0, top_k=top_k, top_p=top_p)
+    counts = np.bincount(draws, minlength=V)
+    assert set(np.flatnonzero(counts)) == set(allowed)
+    tempered = P ** (1 / temperature)
+    want = n * tempered[allowed] / tempered[allowed].sum()
+    if len(allowed) > 1:
+        chi2 = ((counts[allowed] - want) ** 2 / want).sum()
+        assert chi2 < CHI2_999[len(allowed) - 1], (counts, want)
+
+
+def test_top_k_ties_go_to_the_lower_ids():
+    params = random_params(V, H)
+    params.update(W_y=np.zeros((H, V)), b_y=np.zeros(V))  # every id equally likely
+    draws = Sampler(float32_params(params), RNN, CONTEXT).generate([0], 2000, rng_seed=0, top_k=2)
+    counts = np.bincount(draws, minlength=V)
+    assert counts[2:].sum() == 0 and min(counts[:2]) > 900
+
+
+def test_truncation_keeps_the_prefix_and_the_argmax(gru):
+    params, sampler = gru
+    long = sampler.generate([1, 2], 300, temperature=1.0, rng_seed=3, top_k=3, top_p=0.9)
+    assert np.array_equal(long[:40], sampler.generate([1, 2], 40, temperature=1.0, rng_seed=3, top_k=3, top_p=0.9))
+    greedy = sampler.generate([1, 2], 20, temperature=0)
+    assert np.array_equal(greedy, sampler.generate([1, 2], 20, temperature=0, top_k=2, top_p=0.5))
+
+
+def test_a_window_reads_only_the_last_context_characters(rnn):
+    _, sampler = rnn
+    long_seed = [3, 1, 4, 1, 0, 2, 4]
+    assert np.array_equal(sampler.generate(long_seed, 30, rng_seed=2), sampler.generate(long_seed[-CONTEXT:], 30, rng_seed=2))
+
+
+@pytest.mark.parametrize("pieces, stops, drop, want", [
+    (["abc", "def"], ["cd"], False, "abcd"),
+    (["abc", "def"], ["cd"], True, "ab"),
+    (["ab", "c", "de"], ["bcd", "e"], False, "abcd"),  # straddles three pieces
+    (["ab", "c", "de"], ["bcd", "e"], True, "a"),
+    (["xa", "b"], ["ab", "b"], True, "x"),  # both end at b: the longer is dropped
+    (["abc", "abc"], ["zz"], True, "abcabc"),
+    (["ab", "ca"], ["cab"], True, "abca"),  # a held prefix that turns out not to be a stop is yielded
+    (["stop"], ["stop"], True, ""),
+])
+def test_until_stop(pieces, stops, drop, want):
+    out = list(until_stop(iter(pieces), stops, drop))
+    assert "".join(out) == want
+
+
+def test_until_stop_streams_and_holds_back_only_a_possible_stop():
+    out = list(until_stop(iter(["hello w", "orld", "!!"]), ["wor", "ld!"], drop=True))
+    assert out[0] == "hello "  # "w" waits: it may begin "wor"
+    assert "".join(out) == "hello "
+    stream = until_stop(iter(["abc", "de", "fg"]), ["xyz"])
+    assert next(stream) == "abc"  # kept stops: nothing waits
