@@ -16,12 +16,12 @@ from tqdm import tqdm
 from charrnn import __version__, checkpoint, configs, explain, idcache, lock, page, report, shakespeare
 from charrnn.backend import DEFAULT_BACKEND, write_atomically
 from charrnn.configs import PRESETS
-from charrnn.beam import BeamConfig, beam_search
+from charrnn.decode import Decoding, DecodingError, continuation
 from charrnn.corpus import CorpusError, TooShort, Vocab, check_sizes, fingerprint, read_text, split
 from charrnn.evaluate import score_text
 from charrnn.model import shared_params
-from charrnn.options import BACKEND, CHECKPOINT, ENV, POSITIVE, QUIET, training_options
-from charrnn.sample import Sampler, until_stop
+from charrnn.options import BACKEND, CHECKPOINT, ENV, POSITIVE, QUIET, decoding_options, training_options
+from charrnn.sample import Sampler
 from charrnn.train import Trainer, TrainingDiverged, TrainingInterrupted
 
 DEFAULT_RUN = Path("checkpoints")
@@ -80,8 +80,7 @@ def train(corpus, encoding, preset, resume, out, quiet, **options):
         check_sizes(len(train_ids), len(val_ids), train_cfg.batch_size, train_cfg.seq_len, train_cfg.val_frac)
     except TooShort as e:
         raise click.BadParameter(str(e), param_hint=f"'{e.option}'") from None
-    out_dir = _make_out_dir(out or (Path(resume).parent if resume else DEFAULT_RUN))
-    _lock_out_dir(out_dir)
+    out_dir = _out_dir(out or (Path(resume).parent if resume else DEFAULT_RUN))
     log(f"corpus: {len(ids):,} characters ({len(val_ids):,} for validation), vocabulary of {len(vocab)}")
     trainer = Trainer(vocab, model_cfg, train_cfg, out_dir, log=log, show_progress=False if quiet else None)
     if resume:
@@ -151,51 +150,32 @@ def _resume_ids(meta, corpus_vocab, ids):
                                    "same corpus") from None
 
 
-def _make_out_dir(out):
-    """Create OUT if needed and make sure files can be written there, before any compiling."""
+def _out_dir(out):
+    """OUT, created if needed, checked writable and locked until the command ends (one run per
+    directory), before any compiling."""
     try:
         Path(out).mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise click.ClickException(f"cannot create output directory {out}: {e.strerror or e}") from None
     try:
         tempfile.TemporaryFile(dir=out).close()
+        click.get_current_context().with_resource(lock.hold(out))
+    except lock.Locked as e:
+        raise click.ClickException(str(e)) from None
     except OSError as e:
         raise click.ClickException(f"cannot write in {out}: {e.strerror or e}") from None
     return Path(out)
 
 
-def _lock_out_dir(out):
-    """Hold OUT's lock until the command ends: one run per output directory."""
-    try:
-        click.get_current_context().with_resource(lock.hold(out))
-    except lock.Locked as e:
-        raise click.ClickException(str(e)) from None
-    except OSError as e:
-        raise click.ClickException(f"cannot lock {out}: {e.strerror or e}") from None
-
-
 @cli.command(context_settings=ENV)
 @click.option("--seed", help="Text to start from; - reads it from stdin (one final newline dropped).")
 @click.option("--seed-file", type=click.Path(exists=True, dir_okay=False, allow_dash=True),
-              help="Start from this file's whole text instead, final newline kept (- reads stdin): --seed-file act1.txt")
+              help="Start from this file's whole text instead, final newline kept (- reads stdin): "
+                   "--seed-file act1.txt")
 @click.option("--encoding", default="utf-8", show_default=True, help="Text encoding of --seed-file.")
 @CHECKPOINT
 @click.option("--length", default=200, show_default=True, type=POSITIVE, help="Characters to generate.")
-@click.option("--temperature", default=1.0, show_default=True, type=click.FloatRange(min=0),
-              help="Sampling temperature; 0 takes the most likely character at each step.")
-@click.option("--top-k", type=POSITIVE,
-              help="Draw only among the K most likely characters: --top-k 10  [default: all]")
-@click.option("--top-p", type=click.FloatRange(0, 1, min_open=True),
-              help="Draw from the smallest set of most likely characters whose probability reaches P: "
-                   "--top-p 0.9  [default: 1, all]")
-@click.option("--beam", type=POSITIVE,
-              help="Beam search of this width for the most likely continuation, instead of sampling (not with "
-                   "--temperature > 0, --top-k or --top-p): --beam 4")
-@click.option("--length-penalty", type=click.FloatRange(min=0),
-              help="With --beam and --stop: divide scores by ((5 + n) / 6) ** ALPHA: --length-penalty 0.6  [default: 0]")
-@click.option("--stop", "stops", multiple=True,
-              help="Stop once the continuation ends with this text (repeatable; the text is kept): --stop $'\\n\\n'")
-@click.option("--stop-drop", is_flag=True, help="Leave the --stop text out of the output: --stop END --stop-drop")
+@decoding_options
 @click.option("--rng-seed", default=0, show_default=True, type=int, help="Seed for the random draws.")
 @click.option("--next", "show_next", is_flag=True, envvar="CHARRNN_NEXT",
               help="Instead of generating, show for each seed position the most likely next character.")
@@ -206,9 +186,8 @@ def _lock_out_dir(out):
                    "continuation up to --length characters or the first newline.")
 @BACKEND
 @QUIET
-@click.pass_context
-def predict(ctx, seed, seed_file, encoding, checkpoint_path, length, rng_seed, show_next, unknown, each_line, backend,
-            quiet, **decoding):
+def predict(seed, seed_file, encoding, checkpoint_path, length, rng_seed, show_next, unknown, each_line, backend,
+            quiet, **options):
     """Continue the --seed text with a trained network; the continuation goes to stdout as it is
     generated.
 
@@ -219,21 +198,20 @@ def predict(ctx, seed, seed_file, encoding, checkpoint_path, length, rng_seed, s
       echo "First Cit" | charrnn predict --seed - --next
       charrnn predict --seed - --each-line --length 80 < prompts.txt
     """
-    _check_decoding(ctx, seed, seed_file, each_line, decoding)
+    decoding = _decoding(seed, seed_file, each_line, options)
     params, meta = _load(checkpoint_path)
     vocab = Vocab.from_json(meta["vocab"])
     model_cfg, train_cfg = configs.checkpoint_configs(meta)
     sampler = Sampler(shared_params(params), model_cfg, configs.sampler_context(train_cfg),
                       backend or DEFAULT_BACKEND, cache=True)
-    text = partial(_continuation, sampler, vocab, decoding=decoding)
+    text = partial(continuation, sampler, vocab, decoding=decoding)
     if each_line:
         lines = sys.stdin if seed == "-" else io.StringIO(_read_seed_file(seed_file, encoding))
         for i, line in enumerate(lines):
             click.echo(_first_line(text, vocab, line.removesuffix("\n"), length, rng_seed + i, unknown))
             sys.stdout.flush()
         return
-    if seed_file:
-        seed = _read_seed_file(seed_file, encoding)
+    seed = _read_seed_file(seed_file, encoding) if seed_file else seed
     hint = "'--seed-file'" if seed_file else "'--seed'"
     seed_ids = _encode_seed(vocab, sys.stdin.read().removesuffix("\n") if seed == "-" else seed, unknown, hint)
     if show_next:
@@ -247,24 +225,18 @@ def predict(ctx, seed, seed_file, encoding, checkpoint_path, length, rng_seed, s
         click.echo()
 
 
-def _check_decoding(ctx, seed, seed_file, each_line, decoding):
-    """Refuse combinations of predict's options that do not go together, in one line each."""
+def _decoding(seed, seed_file, each_line, options):
+    """The Decoding of predict's options, refusing in one line what does not go together."""
     if (seed is None) == (seed_file is None):
         raise click.UsageError("give the text to start from with --seed or --seed-file (one of them)")
     if each_line and seed not in ("-", None):
         raise click.UsageError("--each-line reads its seeds from stdin or a file: use it with --seed - or --seed-file")
-    if any(stop == "" for stop in decoding["stops"]):
-        raise click.BadParameter("a stop text cannot be empty", param_hint="'--stop'")
-    if decoding["beam"] is None:
-        if decoding["length_penalty"] is not None:
-            raise click.UsageError("--length-penalty scores beams: use it with --beam")
-        return
-    explicit = ctx.get_parameter_source("temperature") is not click.core.ParameterSource.DEFAULT
-    if explicit and decoding["temperature"] > 0:
-        raise click.UsageError("--beam searches deterministically: drop --temperature (or give 0)")
-    for name in ("top_k", "top_p"):
-        if decoding[name] is not None:
-            raise click.UsageError(f"--beam searches deterministically: drop --{name.replace('_', '-')}")
+    decoding = Decoding(**options)
+    try:
+        decoding.check()
+    except DecodingError as e:
+        raise click.UsageError(str(e)) from None
+    return decoding
 
 
 def _read_seed_file(path, encoding):
@@ -272,21 +244,6 @@ def _read_seed_file(path, encoding):
         return read_text(path, encoding)
     except CorpusError as e:
         raise click.ClickException(f"--seed-file: {e}") from None
-
-
-def _continuation(sampler, vocab, seed_ids, length, rng_seed, decoding, extra_stops=()):
-    """The continuation's text in pieces, as they come: sampled, or the best beam when it is found;
-    ending at the first stop (of --stop and `extra_stops`, which are always dropped)."""
-    d = decoding
-    stops = [*d["stops"], *extra_stops]
-    if d["beam"]:
-        ids = [vocab.encode(s) for s in stops if not vocab.missing(s)]  # others cannot be generated
-        config = BeamConfig(width=d["beam"], alpha=d["length_penalty"] or 0.0, stops=tuple(map(tuple, ids)))
-        pieces = [vocab.decode(beam_search(sampler, seed_ids, length, config))]
-    else:
-        pieces = map(vocab.decode, sampler.stream(seed_ids, length, d["temperature"], rng_seed, d["top_k"], d["top_p"]))
-    pieces = until_stop(pieces, d["stops"], d["stop_drop"]) if d["stops"] else pieces
-    return until_stop(pieces, extra_stops, drop=True) if extra_stops else pieces
 
 
 def _first_line(text, vocab, seed, length, rng_seed, unknown):

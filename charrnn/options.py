@@ -118,8 +118,37 @@ TRAINING = [
 ]
 
 
-def training_options(command):
-    """Apply TRAINING to a command."""
-    for option in reversed(TRAINING):
-        command = option(command)
-    return command
+# predict's options for a Decoding (charrnn/decode.py): how the continuation is chosen.
+DECODING = [
+    click.option("--temperature", type=click.FloatRange(min=0),
+                 help="Sampling temperature; 0 takes the most likely character at each step. [default: 1]"),
+    click.option("--top-k", type=POSITIVE,
+                 help="Draw only among the K most likely characters: --top-k 10  [default: all]"),
+    click.option("--top-p", type=click.FloatRange(0, 1, min_open=True),
+                 help="Draw from the smallest set of most likely characters whose probability reaches P: "
+                      "--top-p 0.9  [default: 1, all]"),
+    click.option("--beam", type=POSITIVE,
+                 help="Beam search of this width for the most likely continuation, instead of sampling (not with "
+                      "--temperature > 0, --top-k or --top-p): --beam 4"),
+    click.option("--length-penalty", type=click.FloatRange(min=0),
+                 help="With --beam and --stop: divide scores by ((5 + n) / 6) ** ALPHA: --length-penalty 0.6  "
+                      "[default: 0]"),
+    click.option("--stop", "stops", multiple=True,
+                 help="Stop once the continuation ends with this text (repeatable; the text is kept): "
+                      "--stop $'\\n\\n'"),
+    click.option("--stop-drop", is_flag=True, help="Leave the --stop text out of the output: --stop END --stop-drop"),
+]
+
+
+def _all(options):
+    """A decorator applying a list of click options, in the list's order on --help."""
+    def apply(command):
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return apply
+
+
+training_options = _all(TRAINING)
+decoding_options = _all(DECODING)

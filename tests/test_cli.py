@@ -193,7 +193,8 @@ def test_max_time_stops_training(runner, tmp_path):
     assert result.exit_code == 0, result.stderr
     _, meta = checkpoint.load(tmp_path / "run" / "latest.npz")
     last = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])
-    assert 0 < meta["step"] < 10000 * 487 and 2.0 <= last["elapsed_s"] < 30
+    # The last window may close just before the 2 s are up, when the stop comes right after it.
+    assert 0 < meta["step"] < 10000 * 487 and 1.9 <= last["elapsed_s"] < 30
 
 
 def test_corpus_and_training_without_a_corpus(runner, tmp_path):
