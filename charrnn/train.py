@@ -249,8 +249,8 @@ class Trainer:
         per_step = self.cfg.seq_len * self.cfg.batch_size
         self.stop_signal = None
         with stop_signals(self._on_signal):
-            with progress_bar(self.bar_off, total=self.total_steps * per_step, initial=self.state.step * per_step, smoothing=0.05,
-                           desc=f"{self.cfg.backend} on {self.device}") as self.metrics.bar:
+            with progress_bar(self.bar_off, total=self.total_steps * per_step, initial=self.state.step * per_step,
+                              smoothing=0.05, desc=f"{self.cfg.backend} on {self.device}") as self.metrics.bar:
                 self._loop()
                 self._validate_once()
             if self.state.step % self.cfg.checkpoint_every or self.stop_signal:
