@@ -9,6 +9,7 @@ the ratio of the medians.
 
     git worktree add /tmp/before HEAD~1
     python benchmarks/compare_commits.py /tmp/before [--configs default lstm] [--rounds 5] [--backend jax]
+    python benchmarks/compare_commits.py /tmp/before --configs sample-lstm sample-gru   # plain sampling
 
 Not part of the test suite.
 """
@@ -42,11 +43,31 @@ print(sorted(rates)[1])
 """
 
 
+SAMPLER = """
+import sys, time
+import numpy as np
+from charrnn.model import ModelConfig, init_params, shared_params
+from charrnn.sample import Sampler
+cell, backend = sys.argv[1].removeprefix("sample-"), sys.argv[2]
+cfg = ModelConfig(vocab_size=65, cell=cell, hidden=256, layers=2, dropout=0.0)
+sampler = Sampler(shared_params(init_params(cfg)), cfg, None, backend)
+seed = np.array([1, 2, 3], np.int32)
+sampler.generate(seed, 512)
+rates = []
+for _ in range(3):
+    start = time.perf_counter()
+    sampler.generate(seed, 10000)
+    rates.append(10000 / (time.perf_counter() - start))
+print(sorted(rates)[1])
+"""
+
+
 def rate(checkout, name, backend):
-    """chars/s of one worker process importing charrnn from `checkout`."""
+    """chars/s of one worker process importing charrnn from `checkout`: training, or for a name
+    sample-CELL plain sampling (Sampler.generate, state carried) of a 2x256 network of that cell."""
     with tempfile.TemporaryDirectory() as cache:
         env = {**os.environ, "PYTHONPATH": str(checkout), "CHARRNN_CACHE_DIR": cache}
-        code = WORKER.format(benchmarks=str(HERE))
+        code = SAMPLER if name.startswith("sample-") else WORKER.format(benchmarks=str(HERE))
         out = subprocess.run([sys.executable, "-c", code, name, backend], env=env, capture_output=True, text=True,
                              check=True)
     return float(out.stdout.split()[-1])
