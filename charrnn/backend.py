@@ -110,17 +110,31 @@ def _save(path, fn):
         pass
 
 
-def write_atomically(path, write):
+def write_atomically(path, write, public=False, durable=False):
     """Call write(f) on a temporary file in `path`'s directory, then rename it to `path`, so a
-    reader of the cache never sees half a file; the temporary file goes on any failure."""
+    reader never sees half a file; the temporary file goes on any failure. public: the file gets
+    an ordinary new file's permissions (mkstemp makes it private); durable: flushed to disk
+    before the rename, so a crash leaves the old file or the whole new one."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        if public:
+            os.fchmod(fd, 0o666 & ~umask())
         with os.fdopen(fd, "wb") as f:
             write(f)
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        os.unlink(tmp)
+        Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def umask():
+    """The process umask (reading it means setting it: set it back at once)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _source_digest():

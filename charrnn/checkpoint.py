@@ -8,9 +8,7 @@ object stored as a uint8 array. `meta["format"]` is FORMAT and
 import json
 import lzma
 import math
-import os
 import struct
-import tempfile
 import zipfile
 import zlib
 from pathlib import Path
@@ -18,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from numpy.lib import format as npformat
 
+from charrnn.backend import write_atomically
 from charrnn.configs import model_config
 from charrnn.corpus import Vocab
 from charrnn.model import param_shapes
@@ -50,17 +49,7 @@ def save(path, params, meta):
     arrays = {name: np.asarray(value) for name, value in params.items()}
     if any(a.dtype.hasobject for a in arrays.values()):
         raise ValueError("checkpoint arrays must be numeric: object arrays would need pickle")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o666 & ~umask())  # mkstemp makes it private; a checkpoint is an ordinary file
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, meta=blob, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomically(path, lambda f: np.savez(f, meta=blob, **arrays), public=True, durable=True)
 
 
 def save_run(path, params, opt_state, carried, meta):
@@ -68,13 +57,6 @@ def save_run(path, params, opt_state, carried, meta):
     carried (S, B, H) hidden state as `state` (when there is one), which --resume reads back."""
     arrays = {**params, **{f"opt.{name}": a for name, a in opt_state.items()}}
     save(path, arrays if carried is None else {**arrays, "state": carried}, meta)
-
-
-def umask():
-    """The process umask (reading it means setting it: set it back at once)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def load(path, extras=False):

@@ -472,11 +472,7 @@ def _write_output(output, data):
         except BrokenPipeError:  # `| head`: the reader has what it wanted
             sys.stdout = open(os.devnull, "w")
         return
-    def write(f):
-        os.fchmod(f.fileno(), 0o666 & ~checkpoint.umask())  # mkstemp makes it private; this is an ordinary file
-        f.write(data.encode("utf-8"))
-
     try:
-        write_atomically(Path(output), write)
+        write_atomically(Path(output), lambda f: f.write(data.encode("utf-8")), public=True)
     except OSError as e:
         raise click.ClickException(f"cannot write {output}: {e.strerror or e}") from None
