@@ -22,7 +22,7 @@ from charrnn.evaluate import score_text
 from charrnn.model import shared_params
 from charrnn.options import BACKEND, CHECKPOINT, ENV, POSITIVE, QUIET, decoding_options, training_options
 from charrnn.sample import Sampler
-from charrnn.train import Trainer, TrainingDiverged, TrainingInterrupted
+from charrnn.train import Trainer, TrainingDiverged, TrainingInterrupted, progress_bar
 
 DEFAULT_RUN = Path("checkpoints")
 
@@ -311,8 +311,7 @@ def eval_command(file, checkpoint_path, encoding, as_json, backend, quiet):
     except CorpusError as e:
         raise click.ClickException(str(e)) from None
     # On a terminal, a bar counts the characters scored (a large file takes minutes).
-    with tqdm(unit="char", unit_scale=True, desc="scoring", leave=False, disable=True if quiet else None,
-              file=sys.stderr, dynamic_ncols=True) as bar:
+    with progress_bar(True if quiet else None, desc="scoring", leave=False) as bar:
         try:
             scores = score_text(params, meta, text, backend or DEFAULT_BACKEND, bar)
         except CorpusError as e:
