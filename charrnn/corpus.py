@@ -119,9 +119,9 @@ class Vocab:
 
     def __init__(self, chars):
         self.chars = "".join(chars)
-        if SURROGATE.search(self.chars):
-            code = ord(SURROGATE.search(self.chars).group())
-            raise CorpusError(f"U+{code:04X} is a lone surrogate, not a character; a vocabulary holds characters only")
+        lone = SURROGATE.search(self.chars)
+        if lone:
+            raise CorpusError(f"U+{ord(lone.group()):04X} is a lone surrogate, not a character; a vocabulary holds characters only")
         self._codes = np.array([ord(c) for c in self.chars], dtype=np.uint32)  # sorted code points
         if len(self.chars) == 0 or np.any(np.diff(self._codes.astype(np.int64)) <= 0):
             raise ValueError("a vocabulary is a non-empty string of distinct characters in code-point order")
