@@ -30,6 +30,10 @@ class CheckpointError(ValueError):
     """A file that cannot be loaded as a charrnn checkpoint; the message says why."""
 
 
+class NoCheckpoint(CheckpointError):
+    """There is no file at the path given."""
+
+
 class NonFiniteWeights(CheckpointError):
     """A readable checkpoint whose weights hold NaN or infinities, so it cannot predict or train.
     Carries what was read (`params`, `meta`, `counts` as from `nonfinite`) so `info` can describe it."""
@@ -71,7 +75,7 @@ def load(path, extras=False):
             meta, params = _meta_and_params(path, z)
             rest = _extras(path, z, params, meta) if extras else None
     except FileNotFoundError:
-        raise CheckpointError(f"no checkpoint at {path}") from None
+        raise NoCheckpoint(f"no checkpoint at {path}") from None
     except IsADirectoryError:
         raise CheckpointError(f"{path} is a directory, not a checkpoint file") from None
     except CheckpointError:

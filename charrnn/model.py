@@ -16,6 +16,7 @@ from pytensor.gradient import zero_grad
 import charrnn.backend  # noqa: F401  sets floatX to float32 before any graph is built
 from charrnn import cells
 
+
 @dataclass(frozen=True)
 class ModelConfig:
     vocab_size: int  # distinct characters; the one-hot input and softmax output width

@@ -2,14 +2,16 @@
 for every command that takes them (as simonw/llm does)."""
 import logging
 import math
+import tempfile
 import warnings
 from dataclasses import fields
+from pathlib import Path
 
 import click
 
 from charrnn.backend import BACKENDS, DEFAULT_BACKEND
 from charrnn.cells import CELLS
-from charrnn.configs import TrainConfig
+from charrnn.configs import PRESETS, TrainConfig
 from charrnn.model import ModelConfig
 from charrnn.optim import OPTIMIZERS
 
@@ -42,6 +44,29 @@ def _silence(ctx, param, quiet):
 QUIET = click.option("-q", "--quiet", is_flag=True, callback=_silence,
                      help="Nothing on stderr but errors (no progress bars, log lines or warnings); "
                           "data still goes to stdout.")
+JSON = click.option("--json", "as_json", is_flag=True, envvar="CHARRNN_JSON",
+                    help="Print one JSON object instead of text.")
+
+
+def encoding(what):
+    """--encoding, the text encoding of `what` (CORPUS, FILE, --seed-file)."""
+    return click.option("--encoding", default="utf-8", show_default=True, help=f"Text encoding of {what}.")
+
+
+class Output(click.Path):
+    """A file to write, or - for stdout: refused before any work when its directory is missing or not writable."""
+
+    def __init__(self):
+        super().__init__(dir_okay=False, allow_dash=True)
+
+    def convert(self, value, param, ctx):
+        path = super().convert(value, param, ctx)
+        if path != "-":
+            try:
+                tempfile.TemporaryFile(dir=Path(path).parent).close()
+            except OSError as e:
+                raise click.ClickException(f"cannot write {path}: {e.strerror or e}") from None
+        return path
 
 
 class Duration(click.ParamType):
@@ -118,6 +143,56 @@ TRAINING = [
 ]
 
 
+# train's options for the run itself: where it starts from and where it writes.
+RUN = [
+    click.option("--preset", type=click.Choice(list(PRESETS)),
+                 help="Start from a named configuration; options given explicitly still win. "
+                      "lesson6 is the fast.ai notebook's network and training."),
+    encoding("CORPUS"),
+    click.option("--resume", type=click.Path(dir_okay=False),
+                 help="Continue the run of this checkpoint exactly where it stopped (same corpus)."),
+    click.option("--out", type=click.Path(file_okay=False),
+                 help="Directory for latest.npz, best.npz, metrics.jsonl and samples.txt. "
+                      "[default: checkpoints, or the --resume checkpoint's directory]"),
+]
+
+# predict's options for where the continuation starts and what is shown.
+SEEDING = [
+    click.option("--seed", help="Text to start from; - reads it from stdin (one final newline dropped)."),
+    click.option("--seed-file", type=click.Path(exists=True, dir_okay=False, allow_dash=True),
+                 help="Start from this file's whole text instead, final newline kept (- reads stdin): "
+                      "--seed-file act1.txt"),
+    encoding("--seed-file"),
+    CHECKPOINT,
+    click.option("--length", default=200, show_default=True, type=POSITIVE, help="Characters to generate."),
+]
+SHOWING = [
+    click.option("--rng-seed", default=0, show_default=True, type=int, help="Seed for the random draws."),
+    click.option("--next", "show_next", is_flag=True, envvar="CHARRNN_NEXT",
+                 help="Instead of generating, show for each seed position the most likely next character."),
+    click.option("--unknown", default="error", show_default=True, type=click.Choice(["error", "skip"]),
+                 help="What to do with seed characters the checkpoint's vocabulary lacks."),
+    click.option("--each-line", is_flag=True,
+                 help="With --seed - or --seed-file: every input line is a seed, and each gets one output line: "
+                      "its continuation up to --length characters or the first newline."),
+]
+
+# explain's options: what is read and what is written.
+EXPLAINING = [
+    click.option("--text", "given", help="Explain this text instead of a FILE."),
+    CHECKPOINT,
+    click.option("-o", "--output", type=Output(),
+                 help="File to write (atomically); - is stdout. Needed for the page; tsv and json go to stdout "
+                      "without it."),
+    click.option("--format", "fmt", default="html", show_default=True, type=click.Choice(["html", "tsv", "json"]),
+                 help="html: the page; tsv or json: one row (JSON object) per position."),
+    click.option("--top-k", default=5, show_default=True, type=POSITIVE,
+                 help="Alternatives per position in tsv and json."),
+    click.option("--max-chars", default=20000, show_default=True, type=POSITIVE,
+                 help="Explain at most this many characters; longer text is cut, with a notice."),
+    encoding("FILE"),
+]
+
 # predict's options for a Decoding (charrnn/decode.py): how the continuation is chosen.
 DECODING = [
     click.option("--temperature", type=click.FloatRange(min=0),
@@ -150,5 +225,7 @@ def _all(options):
     return apply
 
 
+run_options = _all(RUN)
 training_options = _all(TRAINING)
-decoding_options = _all(DECODING)
+predict_options = _all(SEEDING + DECODING + SHOWING)
+explain_options = _all(EXPLAINING)

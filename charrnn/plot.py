@@ -31,7 +31,10 @@ def best_point(val):
 
 def plot(run_dir, output):
     """Draw the curves into `output` (PNG); returns the best validation record or None."""
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:
+        raise PlotError("plot needs matplotlib: pip install 'charrnn[plot]'") from None
 
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
