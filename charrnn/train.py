@@ -1,6 +1,5 @@
 """Compiling the training step and running the training loop: progress, metrics, evaluation,
 samples, checkpoints and stops."""
-import contextlib
 import json
 import math
 import signal
@@ -16,8 +15,8 @@ from tqdm import tqdm
 
 from charrnn import __version__, bptt, checkpoint, model, optim
 from charrnn.backend import compile_function, device
-from charrnn.configs import sampler_context
-from charrnn.corpus import BatchStream, fingerprint, id_counts
+from charrnn.configs import TrainConfig, sampler_context
+from charrnn.corpus import BatchStream, Vocab, fingerprint, id_counts
 from charrnn.evaluate import evaluate_stream, validation_step
 from charrnn.sample import Sampler
 
@@ -166,6 +165,12 @@ class RunLog:
             val = f", val {state.val_loss:.3f}" if state.val_loss is not None else ""
             self.bar.set_postfix_str(f"loss {np.mean(self.window[-100:]):.3f}{val} nats/char", refresh=False)
 
+    def progress(self, disable, total_steps, state, desc):
+        """The run's progress bar (`disable` as tqdm's), counting characters from `state` on."""
+        self.bar = progress_bar(disable, total=total_steps * self.chars_per_step,
+                                initial=state.step * self.chars_per_step, smoothing=0.05, desc=desc)
+        return self.bar
+
     def rewind(self, state):
         """The run went back to `state`: the window's losses are dropped and the bar goes back too."""
         self.window, self.bar.n = [], state.step * self.chars_per_step
@@ -201,6 +206,31 @@ class RunLog:
         """Append a sample to samples.txt."""
         with open(self.samples_path, "a", encoding="utf-8") as f:
             f.write(f"--- step {state.step}, loss {state.loss} ---\n{seed}{text}\n")
+
+
+@dataclass(frozen=True)
+class RunDescription:
+    """What every checkpoint of a run says about it besides where it stands (README, "Checkpoint format")."""
+
+    vocab: Vocab
+    model_cfg: model.ModelConfig
+    train_cfg: TrainConfig
+    corpus: str  # the training part's fingerprint, which --resume checks
+    char_counts: list  # per id, in the training part: eval's unigram baseline
+    steps_per_epoch: int
+
+    @classmethod
+    def of(cls, vocab, model_cfg, train_cfg, train_ids, steps_per_epoch):
+        counts = id_counts(train_ids, len(vocab)).tolist()
+        return cls(vocab, model_cfg, train_cfg, fingerprint(train_ids), counts, steps_per_epoch)
+
+    def metadata(self, state):
+        """The checkpoint's JSON metadata at TrainState `state`."""
+        summary = state.to_meta()
+        summary["resume"]["corpus"] = self.corpus
+        return {"charrnn_version": __version__, "vocab": self.vocab.to_json(), "model": asdict(self.model_cfg),
+                "train": asdict(self.train_cfg), "epoch": epochs_done(state, self.steps_per_epoch),
+                "char_counts": self.char_counts, **summary}
 
 
 def epochs_done(state, steps_per_epoch):
@@ -246,17 +276,15 @@ class Trainer:
     def run(self, train_ids, val_ids=None):
         """Train until a stop; returns the path of latest.npz."""
         self._prepare(train_ids, val_ids)
-        per_step = self.cfg.seq_len * self.cfg.batch_size
-        self.stop_signal = None
-        with stop_signals(self._on_signal):
-            with progress_bar(self.bar_off, total=self.total_steps * per_step, initial=self.state.step * per_step,
-                              smoothing=0.05, desc=f"{self.cfg.backend} on {self.device}") as self.metrics.bar:
+        with StopSignals() as self.signals:  # the loop finishes its update, then stops and checkpoints
+            desc = f"{self.cfg.backend} on {self.device}"
+            with self.metrics.progress(self.bar_off, self.total_steps, self.state, desc):
                 self._loop()
-                self._validate_once()
-            if self.state.step % self.cfg.checkpoint_every or self.stop_signal:
+                self.evaluate()
+            if self.state.step % self.cfg.checkpoint_every or self.signals.signum:
                 self.checkpoint()
-        if self.stop_signal:
-            raise TrainingInterrupted(self.stop_signal, self.out_dir / "latest.npz")
+        if self.signals.signum:
+            raise TrainingInterrupted(self.signals.signum, self.out_dir / "latest.npz")
         return self.out_dir / "latest.npz"
 
     def _prepare(self, train_ids, val_ids):
@@ -264,20 +292,16 @@ class Trainer:
         self.stream = BatchStream(train_ids, self.cfg.batch_size, self.cfg.seq_len)
         self.total_steps = min(len(self.stream) * self.cfg.epochs, self.cfg.max_steps or math.inf)
         self.val_stream, self.eval_fn = validation_step(self.params, self.model_cfg, self.cfg, val_ids)
-        self.char_counts = id_counts(train_ids, len(self.vocab))  # for eval's unigram baseline
+        self.description = RunDescription.of(self.vocab, self.model_cfg, self.cfg, train_ids, len(self.stream))
         self.seed_ids = train_ids[: self.cfg.seq_len]
-        self.corpus_id = fingerprint(train_ids)
         per_step = self.cfg.seq_len * self.cfg.batch_size
         self.metrics = RunLog(self.out_dir, self.log, per_step, len(self.stream), fresh=not self.resumed)
-
-    def _on_signal(self, signum, frame):
-        self.stop_signal = signum  # the loop finishes its step, then stops and checkpoints
 
     def _should_stop(self):
         s, cfg = self.state, self.cfg
         over_time = cfg.max_time is not None and time.perf_counter() - self.metrics.start >= cfg.max_time
         patience = cfg.patience is not None and s.evals_since_best >= cfg.patience
-        return s.step >= self.total_steps or over_time or patience or bool(self.stop_signal)
+        return s.step >= self.total_steps or over_time or patience or bool(self.signals.signum)
 
     def _loop(self):
         """Updates until a stop; after each, the guard, logging, evaluation and checkpoints have their turn."""
@@ -287,7 +311,7 @@ class Trainer:
             while s.epoch < self.cfg.epochs and not self._should_stop():
                 if s.position == len(self.stream):  # --- an epoch is done
                     s.epoch, s.position = s.epoch + 1, 0
-                    self._validate_once()
+                    self.evaluate()
                     continue
                 loss = self._update(pending)  # --- one update
                 if self._diverged(self.guard.loss_verdict(loss)):
@@ -299,7 +323,7 @@ class Trainer:
                         continue
                     self.metrics.close_window(s, self.state.lr(self.cfg))
                     self.guard.remember(s, self.states)
-                if s.step % self.cfg.eval_every == 0 and self.val_stream is not None:  # --- evaluation
+                if s.step % self.cfg.eval_every == 0:  # --- evaluation
                     self.evaluate()
                 if s.step % self.cfg.checkpoint_every == 0:  # --- checkpoint and sample
                     self.checkpoint()
@@ -332,16 +356,13 @@ class Trainer:
         x, y, w = self.stream.batch(k)
         return (x, y, w.astype(self.dtype), *dropout_keep(self.model_cfg, self.cfg, step, self.dtype))
 
-    def _validate_once(self):
-        """A validation pass, unless this update already had one."""
-        if self.val_stream is not None and self.val_loss_step != self.state.step:
-            self.evaluate()
-
     def evaluate(self):
-        """Mean nats per character over the validation part; keeps best.npz at the lowest."""
+        """Mean nats per character over the validation part, unless there is none or this update had
+        its pass already; keeps best.npz at the lowest."""
         start, s = time.perf_counter(), self.state
-        # A pass over a large corpus's validation part takes a while (5 MB: over a minute): show it.
-        with progress_bar(self.bar_off, desc="validation", leave=False) as bar:
+        if self.val_stream is None or self.val_loss_step == s.step:
+            return
+        with progress_bar(self.bar_off, desc="validation", leave=False) as bar:  # 5 MB take over a minute
             total, _, count = evaluate_stream(self.eval_fn, self.val_stream, self.model_cfg, self.cfg.carry_state,
                                               self.dtype, bar)
         best, self.val_loss_step = s.record_validation(total / count), s.step
@@ -363,16 +384,9 @@ class Trainer:
     def _save(self, name):
         """Write checkpoint `name` in the run directory: weights, optimizer state, carried state, metadata."""
         checkpoint.save_run(self.out_dir / name, {n: p.get_value() for n, p in self.params.items()},
-                            {n: v.get_value() for n, v in self.opt_state.items()}, self.states, self.metadata())
+                            {n: v.get_value() for n, v in self.opt_state.items()}, self.states,
+                            self.description.metadata(self.state))
         return self.out_dir / name
-
-    def metadata(self):
-        """The checkpoint's JSON metadata (README, "Checkpoint format")."""
-        summary = self.state.to_meta()
-        summary["resume"]["corpus"] = self.corpus_id
-        return {"charrnn_version": __version__, "vocab": self.vocab.to_json(), "model": asdict(self.model_cfg),
-                "train": asdict(self.cfg), "epoch": epochs_done(self.state, len(self.stream)),
-                "char_counts": self.char_counts.tolist(), **summary}  # char_counts: per id, in the training part
 
 
 def progress_bar(disable, **options):
@@ -380,14 +394,20 @@ def progress_bar(disable, **options):
     return tqdm(**options, unit="char", unit_scale=True, disable=disable, file=sys.stderr, dynamic_ncols=True)
 
 
-@contextlib.contextmanager
-def stop_signals(handler):
-    """SIGINT and SIGTERM call `handler` instead of stopping the process, until the block ends."""
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
+class StopSignals:
+    """While the block runs, SIGINT and SIGTERM do not stop the process: the last one to arrive is kept in `signum`."""
+
+    signum = None
+
+    def __enter__(self):
+        self.previous = {sig: signal.signal(sig, self._note) for sig in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def _note(self, signum, frame):
+        self.signum = signum
+
+    def __exit__(self, *exc):
+        for sig, old in self.previous.items():
             signal.signal(sig, old)
 
 
