@@ -19,12 +19,11 @@ from charrnn.decode import Decoding, DecodingError, continuation, encode_seed, f
 from charrnn.corpus import CorpusError, TooShort, Vocab, check_sizes, read_text, split
 from charrnn.evaluate import score_text
 from charrnn.model import shared_params
-from charrnn.options import (BACKEND, CHECKPOINT, ENV, JSON, QUIET, encoding, explain_options, predict_options,
-                             run_options, training_options)
+from charrnn.options import (BACKEND, CHECKPOINT, ENV, JSON, QUIET, RUN_DIR, default_checkpoint, encoding,
+                             explain_options, predict_options, run_options, training_options)
 from charrnn.sample import Sampler
 from charrnn.train import Trainer, TrainingDiverged, TrainingInterrupted, progress_bar
 
-DEFAULT_RUN = Path("checkpoints")
 # The library's errors a user can act on, and how the command line reports them (one line; exit 2, else 1).
 USAGE_ERRORS = (configs.OptionClash, DecodingError, TooShort)
 USER_ERRORS = (CorpusError, checkpoint.CheckpointError, configs.ConfigError, lock.Unusable, PlotError,
@@ -96,7 +95,7 @@ def train(corpus, encoding, preset, resume, out, quiet, **options):
                             else configs.build_configs(len(vocab), preset, **options))
     train_ids, val_ids = split(ids, train_cfg.val_frac)
     check_sizes(len(train_ids), len(val_ids), train_cfg.batch_size, train_cfg.seq_len, train_cfg.val_frac)
-    out_dir = Path(out or (Path(resume).parent if resume else DEFAULT_RUN))
+    out_dir = Path(out or (Path(resume).parent if resume else RUN_DIR))
     click.get_current_context().with_resource(lock.claim(out_dir))  # one run per directory, before any compiling
     log(f"corpus: {len(ids):,} characters ({len(val_ids):,} for validation), vocabulary of {len(vocab)}")
     trainer = Trainer(vocab, model_cfg, train_cfg, out_dir, log=log, show_progress=False if quiet else None)
@@ -188,22 +187,15 @@ def _read_seed_file(path, encoding):
 
 
 def _load(path, extras=False, describe=False):
-    """A checkpoint's (params, meta); by default the run directory's best.npz, else its latest.npz.
-    With `describe` (for info), one whose weights are not finite loads too."""
-    path = path or _default_checkpoint()
+    """A checkpoint's (params, meta); with `describe` (for info), one whose weights are not finite loads too."""
     try:
         return checkpoint.load(path, extras)
     except checkpoint.NonFiniteWeights as e:
-        if describe:
-            return e.params, e.meta
-        raise click.ClickException(str(e)) from None
+        if not describe:
+            raise
+        return e.params, e.meta
     except checkpoint.NoCheckpoint as e:
         raise click.ClickException(f"{e}; train one with `charrnn train CORPUS` or pass --checkpoint") from None
-
-
-def _default_checkpoint():
-    best = DEFAULT_RUN / "best.npz"
-    return best if best.exists() else DEFAULT_RUN / "latest.npz"
 
 
 @cli.command("eval", context_settings=ENV)
@@ -237,7 +229,8 @@ def eval_command(file, checkpoint_path, encoding, as_json, backend, quiet):
 
 
 @cli.command(context_settings=ENV)
-@click.argument("checkpoint_path", metavar="[CHECKPOINT]", required=False, type=click.Path(dir_okay=False))
+@click.argument("checkpoint_path", metavar="[CHECKPOINT]", required=False, type=click.Path(dir_okay=False),
+                callback=default_checkpoint)
 @JSON
 @QUIET
 def info(checkpoint_path, as_json, quiet):
@@ -251,7 +244,7 @@ def info(checkpoint_path, as_json, quiet):
       charrnn info run1/latest.npz --json
     """
     params, meta = _load(checkpoint_path, describe=True)
-    described = report.info(checkpoint_path or _default_checkpoint(), params, meta)
+    described = report.info(checkpoint_path, params, meta)
     click.echo(json.dumps(described, ensure_ascii=False) if as_json else report.format_info(described))
 
 
@@ -322,7 +315,7 @@ def explain_command(file, given, checkpoint_path, output, fmt, top_k, max_chars,
     except CorpusError as err:
         raise click.ClickException(f"{source} {err}") from None
     if fmt == "html":
-        data = page.render(e, page.facts(e, meta, checkpoint_path or _default_checkpoint(), source), top_k)
+        data = page.render(e, page.facts(e, meta, checkpoint_path, source), top_k)
     else:
         rows = explain.rows(e, top_k)
         lines = (report.format_explain_tsv(rows, top_k) if fmt == "tsv"

@@ -20,8 +20,18 @@ POSITIVE_FLOAT = click.FloatRange(min=0, min_open=True)
 # Every option can come from the environment as CHARRNN_<OPTION> (CHARRNN_LR=0.001, CHARRNN_BACKEND=numba).
 ENV = {"auto_envvar_prefix": "CHARRNN"}
 
+RUN_DIR = Path("checkpoints")  # train's --out when not given, and where the other commands look for a checkpoint
+
+
+def default_checkpoint(ctx, param, path):
+    """The checkpoint given, else RUN_DIR's best.npz if it exists, else its latest.npz."""
+    if path:
+        return path
+    return RUN_DIR / "best.npz" if (RUN_DIR / "best.npz").exists() else RUN_DIR / "latest.npz"
+
+
 CHECKPOINT = click.option("--checkpoint", "checkpoint_path", type=click.Path(dir_okay=False),
-                          envvar="CHARRNN_CHECKPOINT",
+                          envvar="CHARRNN_CHECKPOINT", callback=default_checkpoint,
                           help="Checkpoint to use. [default: checkpoints/best.npz if it exists, "
                                "else checkpoints/latest.npz]")
 
