@@ -20,7 +20,7 @@ from charrnn.decode import Decoding, DecodingError, continuation
 from charrnn.corpus import CorpusError, TooShort, Vocab, check_sizes, fingerprint, read_text, split
 from charrnn.evaluate import score_text
 from charrnn.model import shared_params
-from charrnn.options import BACKEND, CHECKPOINT, ENV, POSITIVE, QUIET, decoding_options, training_options
+from charrnn.options import BACKEND, CHECKPOINT, ENV, POSITIVE, PRECISION, QUIET, decoding_options, training_options
 from charrnn.sample import Sampler
 from charrnn.train import Trainer, TrainingDiverged, TrainingInterrupted, progress_bar
 
@@ -52,6 +52,7 @@ def cli():
                    "[default: checkpoints, or the --resume checkpoint's directory]")
 @training_options
 @BACKEND
+@PRECISION
 @QUIET
 def train(corpus, encoding, preset, resume, out, quiet, **options):
     """Train a network on CORPUS (a text file, or - for stdin). With no CORPUS, train on the
@@ -293,8 +294,9 @@ def _encode_seed(vocab, seed, unknown, hint="'--seed'"):
 @click.option("--json", "as_json", is_flag=True, envvar="CHARRNN_JSON",
               help="Print one JSON object instead of a table.")
 @BACKEND
+@PRECISION
 @QUIET
-def eval_command(file, checkpoint_path, encoding, as_json, backend, quiet):
+def eval_command(file, checkpoint_path, encoding, as_json, backend, precision, quiet):
     """Score FILE (or - for stdin) with a checkpoint: loss in nats and bits per character,
     perplexity and next-character accuracy, beside a unigram baseline from the training corpus.
 
@@ -313,7 +315,7 @@ def eval_command(file, checkpoint_path, encoding, as_json, backend, quiet):
     # On a terminal, a bar counts the characters scored (a large file takes minutes).
     with progress_bar(True if quiet else None, desc="scoring", leave=False) as bar:
         try:
-            scores = score_text(params, meta, text, backend or DEFAULT_BACKEND, bar)
+            scores = score_text(params, meta, text, backend or DEFAULT_BACKEND, bar, precision or "float32")
         except CorpusError as e:
             raise click.ClickException(f"{file} {e}") from None
     scores = {"file": file, **scores}
