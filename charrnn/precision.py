@@ -3,10 +3,11 @@
 PyTensor has no bfloat16 dtype, so a bfloat16 product is an Op of its own on float32 tensors,
 BF16Dot. With JAX it rounds both inputs to bfloat16 and accumulates in float32
 (`jnp.dot(..., preferred_element_type=float32)`: what GPUs train in, and what XLA ran twice as fast
-as float32 on this Zen 4 CPU with AVX-512 BF16); every other backend computes the exact float32
-product, so a graph built for bfloat16 builds and runs anywhere. Its gradient is two more such
-products (dA = g·Bᵀ, dB = Aᵀ·g), as torch.autocast computes them. Everything around the products
-(parameters, optimizer state, gate nonlinearities, the loss) stays float32.
+as float32 on the development machine's Zen 4 CPU, which has AVX-512 BF16); every other backend
+computes the exact float32 product, so a graph built for bfloat16 builds and runs anywhere. Its
+gradient is two more such products (dA = g·Bᵀ, dB = Aᵀ·g), as torch.autocast computes them.
+Everything around the products (parameters, optimizer state, gate nonlinearities, the loss) stays
+float32.
 
 The JAX and Numba implementations are registered when charrnn.backend first compiles for those
 backends (`register`), so importing charrnn never imports JAX or Numba's dispatchers.
@@ -92,6 +93,8 @@ def _register_jax():
 
     @jax_funcify.register(BF16Dot)
     def jax_funcify_BF16Dot(op, **kwargs):
+        # Inside a scan, XLA hoists the cast of the loop-invariant weights out of the while loop
+        # (the loop carries bf16 W_h): only the state is rounded at each step.
         def bf16_dot(a, b):
             return jnp.dot(a.astype(jnp.bfloat16), b.astype(jnp.bfloat16), preferred_element_type=jnp.float32)
 
