@@ -16,6 +16,8 @@ from pathlib import Path
 import pytensor
 from pytensor.compile.mode import get_mode
 
+from charrnn import precision
+
 pytensor.config.floatX = "float32"
 
 # charrnn name -> PyTensor mode. "jax" is the default: it compiles a training step in 3-7 s where
@@ -66,6 +68,7 @@ def compile_function(inputs, outputs, updates=None, backend=DEFAULT_BACKEND):
     """pytensor.function in the chosen backend, trusting inputs (callers pass exact dtypes and shapes)."""
     if backend == "jax":
         _setup_jax()
+    precision.register(backend)  # BF16Dot's implementation in the backend's dispatcher
     with warnings.catch_warnings():
         # Raised once per process when no system BLAS links; the C ops then use NumPy's BLAS.
         warnings.filterwarnings("ignore", message="PyTensor could not link to a BLAS")
@@ -87,6 +90,7 @@ def cached_function(key, build, params, backend=DEFAULT_BACKEND):
     tag = repr((key, backend, pytensor.__version__, jax.__version__, _source_digest()))
     path = cache_dir() / "functions" / f"{hashlib.sha256(tag.encode()).hexdigest()[:32]}.pkl"
     _setup_jax()
+    precision.register(backend)  # unpickling links the function again
     try:
         fn = pickle.loads(path.read_bytes())
     except Exception:  # missing, unwritten, or from another environment: compile afresh
@@ -140,7 +144,7 @@ def umask():
 def _source_digest():
     """A hash of charrnn's graph-building code, so a cached function never outlives a change to it."""
     here = Path(__file__).parent
-    sources = ("cells.py", "model.py", "sample.py", "explain.py", "backend.py")
+    sources = ("cells.py", "model.py", "precision.py", "sample.py", "explain.py", "backend.py")
     return hashlib.sha256(b"".join((here / name).read_bytes() for name in sources)).hexdigest()
 
 

@@ -38,10 +38,11 @@ def backward_layer(cell, dhs, tape, W_h):
     return da_h, (outs[k + 1][::-1] if cell.split_input_grad else da_h)
 
 
-def backward(x, dtop, tapes, p, config, keep=None):
+def backward(x, dtop, tapes, p, config, keep=None, precision="float32"):
     """Gradients of every layer's W_x, b_x, W_h, b_h from dtop, the (T, B, H) gradient at the top
-    layer's output (after dropout), given the tapes of model.run_layers(..., tape=True)."""
-    cell = cells.cell(config)
+    layer's output (after dropout), given the tapes of model.run_layers(..., tape=True); the
+    products in `precision` (the one-hot product of layer 0 stays float32: a scatter-add of rows)."""
+    cell = cells.cell(config, precision)
     grads, dout = {}, dtop
     V, H, G = config.vocab_size, config.hidden, cell.gates * config.hidden
     for layer in reversed(range(config.layers)):
@@ -50,13 +51,13 @@ def backward(x, dtop, tapes, p, config, keep=None):
         dhs = dout if keep is None else dout * keep[layer]
         da_h, da_x = backward_layer(cell, dhs, t, p[W_h])
         rows_h, rows_x = da_h.reshape((-1, G)), da_x.reshape((-1, G))
-        grads[W_h] = pt.dot(t["h_prev"].reshape((-1, H)).T, rows_h)
+        grads[W_h] = cell.dot(t["h_prev"].reshape((-1, H)).T, rows_h)
         grads[b_h] = rows_h.sum(axis=0)
         grads[b_x] = rows_x.sum(axis=0)
         if layer == 0:  # one-hot inputs: the rows of W_x that were read get their rows of dA
             one_hot = pt.eq(x.reshape((-1, 1)), pt.arange(V)[None, :]).astype(rows_x.dtype)
             grads[W_x] = pt.dot(one_hot.T, rows_x)
         else:
-            grads[W_x] = pt.dot(t["inputs"].reshape((-1, H)).T, rows_x)
-            dout = pt.dot(da_x, p[W_x].T)
+            grads[W_x] = cell.dot(t["inputs"].reshape((-1, H)).T, rows_x)
+            dout = cell.dot(da_x, p[W_x].T)
     return grads

@@ -8,10 +8,13 @@ Row-vector convention: a batch of states is (B, H); the gate blocks sit side by 
 of W_x, W_h, b_x and b_h in PyTorch's order (GRU: r, z, n; LSTM: i, f, g, o). A step receives
 `a_x`, the (B, G) input term x_t·W_x + b_x, already computed outside the time loop; a cell whose
 recurrent bias only adds to it (`folds_bias`) gets a_x + b_h there instead (one addition for all
-steps), and ignores its b_h argument.
+steps), and ignores its b_h argument. Every matrix product goes through `Cell.dot`, in the
+precision the cell was made with (charrnn/precision.py).
 """
 import numpy as np
 import pytensor.tensor as pt
+
+from charrnn import precision
 
 
 def sigmoid_grad(s):
@@ -31,8 +34,13 @@ class Cell:
     sigmoid_gates = ()  # those squashed by σ into (0, 1), whose saturation explain plots
     split_input_grad = False  # the gradients at the input and at the recurrent term differ (GRU)
 
-    def __init__(self, config):
+    def __init__(self, config, precision="float32"):
         self.config = config
+        self.precision = precision  # of the matrix products: float32 or bfloat16
+
+    def dot(self, a, b):
+        """a·b in the cell's precision."""
+        return precision.dot(a, b, self.precision)
 
     @property
     def label(self):
@@ -76,7 +84,7 @@ class RNN(Cell):
 
     def step(self, a_x, states, W_h, b_h):
         (h,) = states
-        a = a_x + pt.dot(h, W_h)  # b_h is folded into a_x
+        a = a_x + self.dot(h, W_h)  # b_h is folded into a_x
         return [pt.maximum(a, 0) if self.config.activation == "relu" else pt.tanh(a)], []
 
     def backward_inputs(self, tape):
@@ -86,7 +94,7 @@ class RNN(Cell):
         (h,), (dh,) = inputs, dstates
         dh = dh + dh_out
         da = dh * (h > 0) if self.config.activation == "relu" else dh * (1 - h * h)
-        return [pt.dot(da, W_hT)], da, da
+        return [self.dot(da, W_hT)], da, da
 
 
 class GRU(Cell):
@@ -98,7 +106,7 @@ class GRU(Cell):
     def step(self, a_x, states, W_h, b_h):
         (h,) = states
         H = h.type.shape[-1]
-        hw = pt.dot(h, W_h) + b_h  # (B, 3H)
+        hw = self.dot(h, W_h) + b_h  # (B, 3H)
         r = pt.sigmoid(a_x[:, :H] + hw[:, :H])
         z = pt.sigmoid(a_x[:, H : 2 * H] + hw[:, H : 2 * H])
         hn = hw[:, 2 * H :]
@@ -118,7 +126,7 @@ class GRU(Cell):
         daz = dh * (h_prev - n) * sigmoid_grad(z)
         dhw = pt.concatenate([dar, daz, dan * r], axis=1)  # r scales the recurrent candidate term only
         dxw = pt.concatenate([dar, daz, dan], axis=1)
-        return [dh * z + pt.dot(dhw, W_hT)], dhw, dxw
+        return [dh * z + self.dot(dhw, W_hT)], dhw, dxw
 
 
 class LSTM(Cell):
@@ -135,7 +143,7 @@ class LSTM(Cell):
     def step(self, a_x, states, W_h, b_h):
         h, c = states
         H = h.type.shape[-1]
-        a = a_x + pt.dot(h, W_h)  # (B, 4H), one product for all gates; b_h is folded into a_x
+        a = a_x + self.dot(h, W_h)  # (B, 4H), one product for all gates; b_h is folded into a_x
         i, f = pt.sigmoid(a[:, :H]), pt.sigmoid(a[:, H : 2 * H])
         g, o = pt.tanh(a[:, 2 * H : 3 * H]), pt.sigmoid(a[:, 3 * H :])
         c_new = f * c + i * g
@@ -156,12 +164,12 @@ class LSTM(Cell):
         dc = dc + dh * o * (1 - tanh_c * tanh_c)
         da = pt.concatenate([dc * g * sigmoid_grad(i), dc * c_prev * sigmoid_grad(f), dc * i * (1 - g * g),
                              dh * tanh_c * sigmoid_grad(o)], axis=1)
-        return [pt.dot(da, W_hT), dc * f], da, da
+        return [self.dot(da, W_hT), dc * f], da, da
 
 
 CELLS = {"rnn": RNN, "gru": GRU, "lstm": LSTM}
 
 
-def cell(config):
-    """The cell a ModelConfig names."""
-    return CELLS[config.cell](config)
+def cell(config, precision="float32"):
+    """The cell a ModelConfig names, computing its products in `precision`."""
+    return CELLS[config.cell](config, precision)

@@ -19,7 +19,7 @@ from charrnn.decode import Decoding, DecodingError, continuation, encode_seed, f
 from charrnn.corpus import CorpusError, TooShort, Vocab, check_sizes, read_text, split
 from charrnn.evaluate import score_text
 from charrnn.model import shared_params
-from charrnn.options import (BACKEND, CHECKPOINT, ENV, JSON, QUIET, RUN_DIR, default_checkpoint, encoding,
+from charrnn.options import (BACKEND, CHECKPOINT, ENV, JSON, PRECISION, QUIET, RUN_DIR, default_checkpoint, encoding,
                              explain_options, predict_options, run_options, training_options)
 from charrnn.sample import Sampler
 from charrnn.train import Trainer, TrainingDiverged, TrainingInterrupted, progress_bar
@@ -65,6 +65,7 @@ def cli():
 @run_options
 @training_options
 @BACKEND
+@PRECISION
 @QUIET
 def train(corpus, encoding, preset, resume, out, quiet, **options):
     """Train a network on CORPUS (a text file, or - for stdin). With no CORPUS, train on the
@@ -204,8 +205,9 @@ def _load(path, extras=False, describe=False):
 @encoding("FILE")
 @JSON
 @BACKEND
+@PRECISION
 @QUIET
-def eval_command(file, checkpoint_path, encoding, as_json, backend, quiet):
+def eval_command(file, checkpoint_path, encoding, as_json, backend, precision, quiet):
     """Score FILE (or - for stdin) with a checkpoint: loss in nats and bits per character,
     perplexity and next-character accuracy, beside a unigram baseline from the training corpus.
 
@@ -221,7 +223,7 @@ def eval_command(file, checkpoint_path, encoding, as_json, backend, quiet):
     # On a terminal, a bar counts the characters scored (a large file takes minutes).
     with progress_bar(True if quiet else None, desc="scoring", leave=False) as bar:
         try:
-            scores = score_text(params, meta, text, backend or DEFAULT_BACKEND, bar)
+            scores = score_text(params, meta, text, backend or DEFAULT_BACKEND, bar, precision or "float32")
         except CorpusError as e:
             raise click.ClickException(f"{file} {e}") from None
     scores = {"file": file, **scores}

@@ -34,6 +34,9 @@ class TrainConfig:
     sample_length: int = 200  # characters in each training-time sample
     rng_seed: int = 0  # weight initialisation, dropout masks and sample draws
     backend: str = DEFAULT_BACKEND  # PyTensor backend, see backend.BACKENDS
+    # the training step's matrix products: float32, or bfloat16 inputs accumulated in float32 (precision.py);
+    # weights, optimizer state, the loss and checkpoints are float32 either way. Older checkpoints: float32
+    precision: str = "float32"
 
 
 PRESETS = {
@@ -48,8 +51,9 @@ PRESETS = {
 }
 
 # Options that may differ from the checkpoint's when resuming; every other one is fixed by the run.
+# backend and precision only change how fast the same update is computed (precision: within bfloat16's rounding).
 RESUMABLE = ("lr", "lr_decay", "lr_decay_after", "epochs", "max_steps", "max_time", "patience", "eval_every",
-             "log_every", "checkpoint_every", "sample_length", "backend")
+             "log_every", "checkpoint_every", "sample_length", "backend", "precision")
 
 
 class ConfigError(ValueError):

@@ -11,15 +11,15 @@ from charrnn.configs import checkpoint_configs
 from charrnn.corpus import CorpusError, Vocab, eval_stream
 
 
-def compile_eval_step(params, model_cfg, shape, backend=DEFAULT_BACKEND):
+def compile_eval_step(params, model_cfg, shape, backend=DEFAULT_BACKEND, precision="float32"):
     """fn(x, y, w, states) -> (summed nats, correct argmax guesses, final states) for (T, B) = `shape`
-    batches (static shapes: what JAX compiles); no dropout."""
+    batches (static shapes: what JAX compiles); no dropout; the matrix products in `precision`."""
     dtype, (T, B) = params["W_y"].dtype, shape
     x, y = pt.tensor("x", dtype="int32", shape=(T, B)), pt.tensor("y", dtype="int32", shape=(T, B))
     w = pt.tensor("w", dtype=dtype, shape=(T, B))
     states0 = pt.tensor("states", dtype=dtype, shape=(model_cfg.state_size, B, model_cfg.hidden))
-    top, finals, _ = model.run_layers(x, states0, params, model_cfg)
-    logits = model.output_logits(top, params)
+    top, finals, _ = model.run_layers(x, states0, params, model_cfg, precision=precision)
+    logits = model.output_logits(top, params, precision)
     weights = w.reshape((-1,))
     total = (model.token_nll(logits, y) * weights).sum()
     correct = (pt.eq(pt.argmax(logits, axis=-1), y.reshape((-1,))) * weights).sum()
@@ -59,26 +59,27 @@ def summary(nats, correct, count):
             "accuracy": correct / count}
 
 
-def score_model(params, meta, ids, backend, bar=None):
+def score_model(params, meta, ids, backend, bar=None, precision="float32"):
     """Loss and accuracy of the checkpoint on (N,) ids, read in streams as in its validation;
     an optional tqdm `bar` counts the positions scored."""
     model_cfg, train_cfg = checkpoint_configs(meta)
     stream = eval_stream(ids, train_cfg.batch_size, train_cfg.seq_len)
-    eval_fn = compile_eval_step(model.shared_params(params), model_cfg, (stream.T, stream.B), backend)
+    eval_fn = compile_eval_step(model.shared_params(params), model_cfg, (stream.T, stream.B), backend, precision)
     dtype = params["W_y"].dtype
     return summary(*evaluate_stream(eval_fn, stream, model_cfg, train_cfg.carry_state, dtype, bar))
 
 
-def score_text(params, meta, text, backend=DEFAULT_BACKEND, bar=None):
+def score_text(params, meta, text, backend=DEFAULT_BACKEND, bar=None, precision="float32"):
     """eval's report on `text`: its characters, those outside the checkpoint's vocabulary (skipped),
-    and the scores of the model and of the unigram baseline (None without the corpus's counts)."""
+    and the scores of the model (its products in `precision`) and of the unigram baseline (None
+    without the corpus's counts)."""
     vocab = Vocab.from_json(meta["vocab"])
     known = vocab.known(text)
     if len(known) < 2:
         raise CorpusError(f"has {len(known)} characters in the checkpoint's vocabulary; need 2")
     ids = vocab.encode(known)
     return {"characters": len(text), "unknown": len(text) - len(known), "unknown_chars": vocab.missing(text),
-            "model": score_model(params, meta, ids, backend, bar),
+            "model": score_model(params, meta, ids, backend, bar, precision),
             "unigram": score_unigram(meta["char_counts"], ids) if "char_counts" in meta else None}
 
 

@@ -15,6 +15,7 @@ from pytensor.gradient import zero_grad
 
 import charrnn.backend  # noqa: F401  sets floatX to float32 before any graph is built
 from charrnn import cells
+from charrnn.precision import dot
 
 
 @dataclass(frozen=True)
@@ -75,14 +76,15 @@ def input_term(cell, layer, inputs, p):
     """Layer `layer`'s input term for ids (layer 0) or the layer below's outputs, with b_h folded
     in where the cell allows, and the recurrent weights: (a_x, W_h, b_h)."""
     W_x, b_x, W_h, b_h = (p[name] for name in layer_names(layer))
-    a_x = input_projection(inputs, W_x, b_x) if layer == 0 else pt.dot(inputs, W_x) + b_x
+    a_x = input_projection(inputs, W_x, b_x) if layer == 0 else cell.dot(inputs, W_x) + b_x
     return (a_x + b_h, W_h, None) if cell.folds_bias else (a_x, W_h, b_h)
 
 
-def step_layers(x_t, states, p, config):
+def step_layers(x_t, states, p, config, precision="float32"):
     """One time step of every layer for (B,) ids from (S, B, H) states, as plain graph (no scan):
-    the body of the generator's scan. Returns the top layer's (B, H) output and the new states."""
-    cell = cells.cell(config)
+    the body of the generator's scan. Returns the top layer's (B, H) output and the new states.
+    precision: of the matrix products, float32 or bfloat16 (charrnn/precision.py)."""
+    cell = cells.cell(config, precision)
     h, new = x_t, []
     for layer in range(config.layers):
         a_x, W_h, b_h = input_term(cell, layer, h, p)
@@ -121,16 +123,17 @@ def run_layer(cell, a_x, states0, W_h, b_h, mask=None, tape=False):
     return states, dict(zip(cell.saved, outs[n:])) if tape else {}
 
 
-def run_layers(x, states0, p, config, mask=None, keep=None, tape=False):
+def run_layers(x, states0, p, config, mask=None, keep=None, tape=False, precision="float32"):
     """Run all layers over (T, B) ids from (S, B, H) states.
 
     keep: optional (layers, T, B, H) dropout multipliers (0 or 1/(1-p)) applied to each layer's
     output; mask: see run_layer. Returns the top layer's (T, B, H) outputs (after dropout), the
     (S, B, H) final states, and per layer a tape: its `inputs`, `states0` and `outs` (lists of
     states), `hs` and `h_prev` (the (T, B, H) state each step started from) and, with tape=True,
-    the cell's saved activations ("gates", "hn" or "tanh_c").
+    the cell's saved activations ("gates", "hn" or "tanh_c"). precision: of the matrix products,
+    float32 or bfloat16 (charrnn/precision.py).
     """
-    cell = cells.cell(config)
+    cell = cells.cell(config, precision)
     inputs, finals, tapes = x, [], []
     for layer in range(config.layers):
         a_x, W_h, b_h = input_term(cell, layer, inputs, p)
@@ -143,9 +146,9 @@ def run_layers(x, states0, p, config, mask=None, keep=None, tape=False):
     return inputs, pt.stack(finals), tapes
 
 
-def output_logits(hs, p):
-    """(..., H) hidden states -> (N, V) logits h·W_y + b_y, one row per position."""
-    return pt.dot(hs.reshape((-1, hs.shape[-1])), p["W_y"]) + p["b_y"]
+def output_logits(hs, p, precision="float32"):
+    """(..., H) hidden states -> (N, V) logits h·W_y + b_y, one row per position; the product in `precision`."""
+    return dot(hs.reshape((-1, hs.shape[-1])), p["W_y"], precision) + p["b_y"]
 
 
 def log_softmax(logits):

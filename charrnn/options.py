@@ -14,6 +14,7 @@ from charrnn.cells import CELLS
 from charrnn.configs import PRESETS, TrainConfig
 from charrnn.model import ModelConfig
 from charrnn.optim import OPTIMIZERS
+from charrnn.precision import PRECISIONS
 
 POSITIVE = click.IntRange(min=1)
 POSITIVE_FLOAT = click.FloatRange(min=0, min_open=True)
@@ -39,6 +40,13 @@ CHECKPOINT = click.option("--checkpoint", "checkpoint_path", type=click.Path(dir
 BACKEND = click.option("--backend", type=click.Choice(list(BACKENDS)),
                        help=f"PyTensor backend: jax (uses a GPU when JAX sees one), c or numba; a checkpoint "
                             f"computes the same on each. [default: {DEFAULT_BACKEND}]")
+
+# No default here either: on --resume, the checkpoint's precision stands unless given again.
+PRECISION = click.option("--precision", type=click.Choice(list(PRECISIONS)),
+                         help="Matrix products in float32, or with bfloat16 inputs accumulated in float32: faster "
+                              "where the hardware multiplies bfloat16 (GPUs; CPUs with AVX-512 BF16), with the jax "
+                              "backend only (the others compute them in float32). Weights, optimizer state, the loss "
+                              "and checkpoints stay float32. [default: float32]")
 
 
 def _silence(ctx, param, quiet):

@@ -13,7 +13,7 @@ import pytensor
 import pytensor.tensor as pt
 from tqdm import tqdm
 
-from charrnn import __version__, bptt, checkpoint, model, optim
+from charrnn import __version__, bptt, checkpoint, model, optim, precision
 from charrnn.backend import compile_function, device
 from charrnn.configs import TrainConfig, sampler_context
 from charrnn.corpus import BatchStream, Vocab, fingerprint, id_counts
@@ -42,12 +42,13 @@ def compile_train_step(params, opt_state, model_cfg, train_cfg):
     states0 = pt.tensor("states", dtype=dtype, shape=(model_cfg.state_size, B, H))
     keep = pt.tensor("keep", dtype=dtype, shape=(model_cfg.layers, T, B, H)) if model_cfg.dropout else None
     lr = pt.scalar("lr", dtype=dtype)  # an input, so a schedule never recompiles
-    top, finals, tapes = model.run_layers(x, states0, params, model_cfg, keep=keep, tape=True)
-    total = (model.token_nll(model.output_logits(top, params), y) * w.reshape((-1,))).sum()
+    top, finals, tapes = model.run_layers(x, states0, params, model_cfg, keep=keep, tape=True,
+                                          precision=train_cfg.precision)
+    total = (model.token_nll(model.output_logits(top, params, train_cfg.precision), y) * w.reshape((-1,))).sum()
     mean = total / w.sum()
     # Autodiff from the loss down to the top layer's outputs, then the recurrent layers by hand.
     dW_y, db_y, dtop = pytensor.grad(total if train_cfg.loss == "sum" else mean, [params["W_y"], params["b_y"], top])
-    grads = {"W_y": dW_y, "b_y": db_y, **bptt.backward(x, dtop, tapes, params, model_cfg, keep)}
+    grads = {"W_y": dW_y, "b_y": db_y, **bptt.backward(x, dtop, tapes, params, model_cfg, keep, train_cfg.precision)}
     grads = [grads[name] for name in params]
     grads = dict(zip(params, optim.clip_by_global_norm(grads, train_cfg.clip), strict=True))
     updates = optim.updates(train_cfg.optimizer, params, grads, opt_state, lr)
@@ -268,7 +269,8 @@ class Trainer:
         """Compile the training step, saying so and where it runs (the evaluation step compiles in `run`,
         once the validation stream's shape is known)."""
         self.device = device(self.cfg.backend)
-        self.log(f"compiling the training step with the {self.cfg.backend} backend on {self.device}...")
+        self.log(f"compiling the training step with the {self.cfg.backend} backend on {self.device}"
+                 f"{precision.describe(self.cfg.precision, self.cfg.backend)}...")
         start = time.perf_counter()
         self.step_fn = compile_train_step(self.params, self.opt_state, self.model_cfg, self.cfg)
         self.log(f"compiled in {time.perf_counter() - start:.1f} s")

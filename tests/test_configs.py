@@ -55,3 +55,13 @@ def test_resume_takes_the_options_that_may_change_and_refuses_the_others():
 def test_the_sampler_reads_what_the_network_learnt_from():
     assert configs.sampler_context(TrainConfig(carry_state=True, seq_len=50)) is None
     assert configs.sampler_context(TrainConfig(carry_state=False, seq_len=50)) == 50
+
+
+def test_precision_is_float32_for_older_checkpoints_and_may_change_on_resume():
+    model_cfg, train_cfg = build_configs(7, precision="bfloat16")
+    meta = meta_of(model_cfg, train_cfg, resume={})
+    assert configs.checkpoint_configs(meta)[1].precision == "bfloat16"
+    older = {**meta, "train": {k: v for k, v in meta["train"].items() if k != "precision"}}
+    assert configs.checkpoint_configs(older)[1].precision == "float32"
+    assert configs.resume_configs(meta, {"precision": "float32"})[1].precision == "float32"
+    assert configs.resume_configs(meta, {"precision": None})[1].precision == "bfloat16"  # not given: the run's

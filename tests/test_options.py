@@ -48,7 +48,7 @@ def test_every_command_shares_one_quiet_and_one_backend_option():
     helps = {}
     for name, command in cli.commands.items():
         for param in command.params:
-            if param.name in ("quiet", "backend", "checkpoint_path") and isinstance(param, click.Option):
+            if param.name in ("quiet", "backend", "precision", "checkpoint_path") and isinstance(param, click.Option):
                 helps.setdefault(param.name, set()).add(param.help)
     assert all(len(texts) == 1 for texts in helps.values()), helps
     quiet = [name for name, command in cli.commands.items() if any(p.name == "quiet" for p in command.params)]

@@ -1,0 +1,115 @@
+"""Mixed precision: matrix products with bfloat16 inputs and a float32 result.
+
+PyTensor has no bfloat16 dtype, so a bfloat16 product is an Op of its own on float32 tensors,
+BF16Dot. With JAX it rounds both inputs to bfloat16 and accumulates in float32
+(`jnp.dot(..., preferred_element_type=float32)`: what GPUs train in, and what XLA ran twice as fast
+as float32 on the development machine's Zen 4 CPU, which has AVX-512 BF16); every other backend
+computes the exact float32 product, so a graph built for bfloat16 builds and runs anywhere. Its
+gradient is two more such products (dA = g·Bᵀ, dB = Aᵀ·g), as torch.autocast computes them.
+Everything around the products (parameters, optimizer state, gate nonlinearities, the loss) stays
+float32.
+
+The JAX and Numba implementations are registered when charrnn.backend first compiles for those
+backends (`register`), so importing charrnn never imports JAX or Numba's dispatchers.
+"""
+import numpy as np
+import pytensor.tensor as pt
+from pytensor.graph.basic import Apply
+from pytensor.graph.op import Op
+
+PRECISIONS = ("float32", "bfloat16")  # --precision's choices; float32 first, the default
+
+
+class BF16Dot(Op):
+    """(M, K)·(K, N) of float32 matrices, computed from bfloat16-rounded inputs with a float32
+    result under JAX, and as the exact float32 product elsewhere."""
+
+    __props__ = ()
+
+    def make_node(self, a, b):
+        a, b = pt.as_tensor_variable(a), pt.as_tensor_variable(b)
+        if a.type.ndim != 2 or b.type.ndim != 2 or a.type.dtype != "float32" or b.type.dtype != "float32":
+            raise TypeError(f"BF16Dot multiplies float32 matrices, not {a.type} and {b.type}")
+        return Apply(self, [a, b], [pt.tensor(dtype="float32", shape=(a.type.shape[0], b.type.shape[1]))])
+
+    def perform(self, node, inputs, output_storage):
+        a, b = inputs
+        output_storage[0][0] = np.dot(a, b)  # float32 in, float32 out: the exact float32 product
+
+    def infer_shape(self, *args):
+        # PyTensor 3.0 passes (fgraph, node, shapes); 3.3 passes (node, shapes) and warns about fgraph
+        (rows, _), (_, cols) = args[-1]
+        return [(rows, cols)]
+
+    def pullback(self, inputs, outputs, cotangents):
+        a, b = inputs
+        (g,) = cotangents
+        g = pt.cast(g, "float32")
+        return [pt.specify_shape(self(g, b.T), a.type.shape), pt.specify_shape(self(a.T, g), b.type.shape)]
+
+
+bf16_dot = BF16Dot()
+
+
+def dot(a, b, precision="float32"):
+    """a·b for a (..., K) and a (K, N) matrix b: pt.dot in float32; in bfloat16, BF16Dot of the
+    float32 operands (leading axes of `a` flattened into rows)."""
+    if precision == "float32":
+        return pt.dot(a, b)
+    if precision != "bfloat16":
+        raise ValueError(f"precision is one of {', '.join(PRECISIONS)}, not {precision!r}")
+    a, b = (pt.cast(pt.as_tensor_variable(v), "float32") for v in (a, b))
+    if a.type.ndim == 2:
+        return bf16_dot(a, b)
+    lead = [a.shape[i] if n is None else n for i, n in enumerate(a.type.shape[:-1])]  # static where known (JAX)
+    rows = bf16_dot(a.reshape((-1, a.shape[-1])), b)  # (T·B, N) for a (T, B, K) sequence
+    return rows.reshape((*lead, b.shape[-1] if b.type.shape[-1] is None else b.type.shape[-1]))
+
+
+def describe(precision, backend):
+    """How the products are computed, for the line saying what is compiled: '' for float32."""
+    if precision == "float32":
+        return ""
+    if backend == "jax":
+        return " (matrix products in bfloat16, accumulated in float32)"
+    return f" (bfloat16 products run as exact float32 ones on the {backend} backend; jax computes them in bfloat16)"
+
+
+_registered = set()
+
+
+def register(backend):
+    """Give BF16Dot its implementation in `backend`'s dispatcher ("jax", "numba"; the C backend
+    runs `perform`), once per process, before anything is compiled or unpickled for it."""
+    if backend in _registered or backend not in ("jax", "numba"):
+        return
+    (_register_jax if backend == "jax" else _register_numba)()
+    _registered.add(backend)
+
+
+def _register_jax():
+    import jax.numpy as jnp
+    from pytensor.link.jax.dispatch import jax_funcify
+
+    @jax_funcify.register(BF16Dot)
+    def jax_funcify_BF16Dot(op, **kwargs):
+        # Inside a scan, XLA hoists the cast of the loop-invariant weights out of the while loop
+        # (the loop carries bf16 W_h): only the state is rounded at each step.
+        def bf16_dot(a, b):
+            return jnp.dot(a.astype(jnp.bfloat16), b.astype(jnp.bfloat16), preferred_element_type=jnp.float32)
+
+        return bf16_dot
+
+
+def _register_numba():
+    from pytensor.link.numba.dispatch import basic as numba_basic
+
+    @numba_basic.register_funcify_default_op_cache_key(BF16Dot)
+    def numba_funcify_BF16Dot(op, node, **kwargs):
+        # Numba has no bfloat16: the exact float32 product (without this, PyTensor would run
+        # `perform` in object mode, and say so in a warning).
+        @numba_basic.numba_njit
+        def bf16_dot(a, b):
+            return np.dot(a, b)
+
+        return bf16_dot, 1
