@@ -10,7 +10,14 @@ cache, first call) and each process's peak RSS.
 
     pip install -e '.[bench]'
     python benchmarks/train_speed.py [CORPUS] [--configs lesson6 lesson6-b64 lstm default]
-                                     [--rounds 5] [--backend jax]
+                                     [--rounds 5] [--backend jax] [--batch-size 256]
+                                     [--precision bfloat16] [--torch-device cuda] [--torch-autocast]
+                                     [--updates 200] [--table]
+
+--precision sets charrnn's (float32, or bfloat16 products); --torch-autocast runs PyTorch's update
+under torch.autocast(bfloat16) on its device; --torch-device cuda puts PyTorch on the GPU, where its
+nn.GRU and nn.LSTM are cuDNN's. --updates fixes the updates per timed round (instead of the
+configuration's own). --table prints one line per configuration (benchmarks/gpu_check.sh uses it).
 
 Not part of the test suite.
 """
@@ -37,7 +44,7 @@ CONFIGS = {
 }
 
 
-def load_batches(corpus, name):
+def load_batches(corpus, name, batch_size=None, precision=None):
     """The vocabulary, configurations and batch stream both workers train on."""
     from charrnn.corpus import BatchStream, Vocab, read_text
 
@@ -49,6 +56,8 @@ def load_batches(corpus, name):
     text = read_text(corpus)
     vocab = Vocab.from_text(text)
     _, preset, options, _ = CONFIGS[name]
+    options = {**options, **({"batch_size": batch_size} if batch_size else {}),
+               **({"precision": precision} if precision else {})}  # precision: a checkout that has it
     model_cfg, cfg = build_configs(len(vocab), preset, **options)
     return vocab, model_cfg, cfg, BatchStream(vocab.encode(text), cfg.batch_size, cfg.seq_len)
 
@@ -86,8 +95,11 @@ def charrnn_worker(vocab, model_cfg, cfg, stream, backend):
     return update
 
 
-def torch_worker(model_cfg, cfg, stream):
-    """The same network and update in PyTorch: one-hot input, recurrent layers, dropout, linear output."""
+def torch_worker(model_cfg, cfg, stream, device="cpu", autocast=False):
+    """The same network and update in PyTorch: one-hot input, recurrent layers, dropout, linear output
+    (on `device`; with `autocast`, the forward pass under torch.autocast in bfloat16)."""
+    import contextlib
+
     import torch
     from torch import nn
 
@@ -97,20 +109,23 @@ def torch_worker(model_cfg, cfg, stream):
     kwargs = {"nonlinearity": model_cfg.activation} if model_cfg.cell == "rnn" else {}
     rnn = rnn_class(V, H, model_cfg.layers, dropout=model_cfg.dropout if model_cfg.layers > 1 else 0.0, **kwargs)
     drop, out = nn.Dropout(model_cfg.dropout), nn.Linear(H, V)
+    rnn, out = rnn.to(device), out.to(device)
     params = [*rnn.parameters(), *out.parameters()]
     if cfg.optimizer == "sgd":
         opt = torch.optim.SGD(params, lr=cfg.lr)
     else:
         opt = torch.optim.Adam(params, lr=cfg.lr)
-    zeros = torch.zeros(model_cfg.layers, cfg.batch_size, H)
+    zeros = torch.zeros(model_cfg.layers, cfg.batch_size, H, device=device)
     state = [(zeros, zeros) if model_cfg.cell == "lstm" else zeros]
+    mixed = (lambda: torch.autocast(torch.device(device).type, torch.bfloat16)) if autocast else contextlib.nullcontext
 
     def update(k):
-        x, y, w = (torch.from_numpy(a) for a in stream.batch(k))
+        x, y, w = (torch.from_numpy(a).to(device) for a in stream.batch(k))
         h0 = state[0] if cfg.carry_state else ((zeros, zeros) if model_cfg.cell == "lstm" else zeros)
-        hs, hn = rnn(nn.functional.one_hot(x.long(), V).float(), h0)
-        logits = out(drop(hs)).reshape(-1, V)
-        nll = nn.functional.cross_entropy(logits, y.reshape(-1).long(), reduction="none") * w.reshape(-1)
+        with mixed():
+            hs, hn = rnn(nn.functional.one_hot(x.long(), V).float(), h0)
+            logits = out(drop(hs)).reshape(-1, V)
+        nll = nn.functional.cross_entropy(logits.float(), y.reshape(-1).long(), reduction="none") * w.reshape(-1)
         loss = nll.sum() if cfg.loss == "sum" else nll.sum() / w.sum()
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -123,17 +138,17 @@ def torch_worker(model_cfg, cfg, stream):
     return update
 
 
-def worker(kind, name, corpus, backend, threads):
+def worker(kind, name, args):
     """Serve the parent: 'ready' after the first update, then one timing per 'N' line, then peak
     RSS and the page faults per timed update (memory the process had to fault in again)."""
-    vocab, model_cfg, cfg, stream = load_batches(corpus, name)
+    vocab, model_cfg, cfg, stream = load_batches(args.corpus, name, args.batch_size, args.precision)
     if kind == "torch":
         import torch
 
-        torch.set_num_threads(threads)
-        update = torch_worker(model_cfg, cfg, stream)
+        torch.set_num_threads(args.threads)
+        update = torch_worker(model_cfg, cfg, stream, args.torch_device, args.torch_autocast)
     else:
-        update = charrnn_worker(vocab, model_cfg, cfg, stream, backend)
+        update = charrnn_worker(vocab, model_cfg, cfg, stream, args.backend)
     update(0)
     k, faults = 1, 0
     print("ready", flush=True)
@@ -146,6 +161,10 @@ def worker(kind, name, corpus, backend, threads):
         for _ in range(n):
             update(k % len(stream))
             k += 1
+        if kind == "torch" and args.torch_device != "cpu":
+            import torch
+
+            torch.cuda.synchronize()
         print(time.perf_counter() - start, flush=True)
         faults += resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
     usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -157,7 +176,10 @@ def worker(kind, name, corpus, backend, threads):
 def start_worker(kind, name, args, cache):
     env = {**os.environ, "CHARRNN_CACHE_DIR": cache}  # an empty compile cache: first-run times
     cmd = [sys.executable, __file__, args.corpus, "--worker", kind, "--configs", name, "--backend", args.backend,
-           "--threads", str(args.threads)]
+           "--threads", str(args.threads), "--torch-device", args.torch_device,
+           *(["--batch-size", str(args.batch_size)] if args.batch_size else []),
+           *(["--precision", args.precision] if args.precision else []),
+           *(["--torch-autocast"] if args.torch_autocast else [])]
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
     if proc.stdout.readline().strip() != "ready":
@@ -174,7 +196,8 @@ def ask(proc, line):
 
 def compare(name, args):
     description, _, _, steps = CONFIGS[name]
-    cfg = load_batches(args.corpus, name)[2]
+    steps = args.updates or steps
+    cfg = load_batches(args.corpus, name, args.batch_size, args.precision)[2]
     chars = steps * cfg.batch_size * cfg.seq_len
     with tempfile.TemporaryDirectory() as cache:
         procs, first = {}, {}
@@ -190,6 +213,12 @@ def compare(name, args):
         for proc in procs.values():
             proc.wait()
     med = {kind: statistics.median(r) for kind, r in rates.items()}
+    if args.table:
+        torch_label = f"torch {args.torch_device}{' autocast bf16' if args.torch_autocast else ' float32'}"
+        print(f"| {name} | {cfg.batch_size} | {args.precision or 'float32'} | {med['charrnn']:,.0f} | "
+              f"{torch_label} | {med['torch']:,.0f} | {med['charrnn'] / med['torch']:.2f} | "
+              f"{first['charrnn']:.1f} |", flush=True)
+        return
     print(f"\n{description} ({args.rounds} rounds of {steps} updates, {chars:,} characters each)")
     print(f"{'':8} {'chars/s (median)':>17} {'min':>8} {'max':>8} {'first update s':>15} {'peak RSS MB':>12} "
           f"{'faults/update':>14}")
@@ -207,13 +236,21 @@ def main():
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--backend", default="jax", help="charrnn's PyTensor backend")
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="PyTorch threads (JAX uses every core)")
+    parser.add_argument("--batch-size", type=int, help="streams per update, for every configuration")
+    parser.add_argument("--precision", choices=["float32", "bfloat16"], help="charrnn's --precision")
+    parser.add_argument("--torch-device", default="cpu", help="cpu, or cuda for PyTorch on the GPU (cuDNN)")
+    parser.add_argument("--torch-autocast", action="store_true", help="PyTorch's forward under bfloat16 autocast")
+    parser.add_argument("--updates", type=int, help="updates per timed round [default: the configuration's]")
+    parser.add_argument("--table", action="store_true", help="one Markdown table row per configuration")
     parser.add_argument("--worker", choices=["charrnn", "torch"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        return worker(args.worker, args.configs[0], args.corpus, args.backend, args.threads)
+        return worker(args.worker, args.configs[0], args)
     import torch
 
-    print(f"{os.cpu_count()} cores, {args.threads} PyTorch threads; torch {torch.__version__}; corpus {args.corpus}")
+    if not args.table:
+        print(f"{os.cpu_count()} cores, {args.threads} PyTorch threads; torch {torch.__version__}; "
+              f"corpus {args.corpus}")
     for name in args.configs:
         compare(name, args)
 

@@ -162,8 +162,9 @@ _jax_ready = False
 
 
 def _setup_jax():
-    """Point JAX's persistent compilation cache at charrnn's cache directory, once per process,
-    so a second run (or a second `predict`) loads compiled code instead of compiling again."""
+    """Once per process: float32 products in full float32, and JAX's persistent compilation cache
+    in charrnn's cache directory, so a second run (or a second `predict`) loads compiled code
+    instead of compiling again."""
     global _jax_ready
     if _jax_ready:
         return
@@ -172,6 +173,10 @@ def _setup_jax():
     # PyTensor sums float32 in a float64 accumulator and indexes in int64; JAX (x64 off, as PyTensor
     # sets it for float32) keeps 32 bits and says so once per traced function. That is what charrnn wants.
     warnings.filterwarnings("ignore", message="Explicitly requested dtype (float|int)64", category=UserWarning)
+    # float32 products in float32: JAX's default on recent GPUs is TensorFloat32 (10 bits of mantissa),
+    # which would make a GPU's float32 differ from the CPU's; --precision bfloat16 is the fast mode
+    # (BF16Dot casts its inputs itself, so this setting does not touch it).
+    jax.config.update("jax_default_matmul_precision", "highest")
     try:
         path = cache_dir() / "jax"
         path.mkdir(parents=True, exist_ok=True)
