@@ -1,24 +1,58 @@
-"""explain's page in a real headless browser (Debian's chromium, driven by Selenium through the
-system chromedriver, so nothing is downloaded): no console errors, no network request, one element
-per character, the hover panel shows the TSV's top-5, choosing a unit recolours the text with its
+"""explain's page: its activations decoded as the page's script decodes them, by a plain loop; and
+the page in a real headless browser (Debian's chromium, driven by Selenium through the system
+chromedriver, so nothing is downloaded): no console errors, no network request, one element per
+character, the hover panel shows the TSV's top-5, choosing a unit recolours the text with its
 values, and the screenshot is not blank. Run as a script, it writes the README's screenshot:
     python tests/test_page.py report.html explain.png [phone|desktop]
 """
+import base64
 import io
 import json
 import subprocess
 import sys
 import time
+import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from charrnn import checkpoint, explain
+from charrnn import checkpoint, explain, page
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 SIZES = {"phone": (390, 844), "desktop": (1280, 900)}
 TEXT = 'He said "hello (world)".\nShe said "hello world!"\n\thello, world: (hello) [world]\n' * 4 + "hello ~world"
+
+
+
+def test_reading_order_sorts_by_the_characters_read_most_recent_first():
+    ids = np.random.default_rng(0).integers(0, 3, size=200)  # 3 characters: long ties, broken by position
+
+    def read_back(j):
+        return [ids[j - d] if j >= d else -1 for d in range(page.CONTEXT)], j
+
+    assert page.reading_order(ids).tolist() == sorted(range(len(ids)), key=read_back)
+
+
+def test_quantised_activations_decode_within_half_a_level():
+    """The page script's decode, as a plain loop: each unit's steps summed (mod LEVELS) in the
+    reading order give its levels, and a = lo + level * (hi - lo) / (LEVELS - 1)."""
+    rng = np.random.default_rng(1)
+    acts = np.tanh(rng.normal(size=(40, 5)) * [0.1, 1, 3, 1, 1]).astype(np.float32)
+    acts[:, 3] = 0.25  # a constant unit
+    order = rng.permutation(40)
+    q = page.quantise(acts, order)
+    steps = np.frombuffer(zlib.decompress(base64.b64decode(q["data"])), dtype=np.uint8)
+    decoded = np.zeros_like(acts, dtype=np.float64)
+    for u in range(5):
+        level = 0
+        for r in range(40):
+            level = (level + steps[u * 40 + r]) % page.LEVELS
+            decoded[order[r], u] = q["lo"][u] + level * (q["hi"][u] - q["lo"][u]) / (page.LEVELS - 1)
+    half = (np.array(q["hi"]) - np.array(q["lo"])) / (page.LEVELS - 1) / 2
+    assert np.all(np.abs(decoded - acts) <= half + 1e-6)
+    np.testing.assert_allclose(q["scale"], np.abs(acts).max(axis=0), rtol=1e-5)
+
 
 needs_browser = pytest.mark.skipif(not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()),
                                    reason="needs Debian's chromium and chromium-driver (.ci/run installs them)")
@@ -41,14 +75,25 @@ def browser(size):
     return driver
 
 
+def wait_for(driver, condition, what, timeout=20):
+    """Poll the page until the script `condition` is true; return the seconds it took."""
+    start = time.monotonic()
+    while not driver.execute_script(f"return {condition}"):
+        assert time.monotonic() < start + timeout, f"the page never {what}"
+        time.sleep(0.02)
+    return time.monotonic() - start
+
+
 def open_page(driver, path):
     """Load the page; return ms from navigation start until it says it is interactive."""
     driver.get(path.resolve().as_uri())
-    deadline = time.monotonic() + 20
-    while not driver.execute_script("return document.body && document.body.dataset.ready === '1'"):
-        assert time.monotonic() < deadline, "the page never became ready"
-        time.sleep(0.02)
+    wait_for(driver, "document.body && document.body.dataset.ready === '1'", "became ready")
     return driver.execute_script("return window.explainReady")
+
+
+def wait_for_paint(driver):
+    """Wait while the text is busy (the unit view decoding a layer); return the seconds waited."""
+    return wait_for(driver, "document.getElementById('text').getAttribute('aria-busy') === 'false'", "painted the unit")
 
 
 def screenshot(page, png, size=SIZES["desktop"]):
@@ -145,6 +190,7 @@ def check_unit_view(driver, ckpt):
     unit.clear()
     unit.send_keys("3")
     assert driver.find_element("id", "view").get_attribute("value") == "unit"
+    wait_for_paint(driver)
     h = explain.explain_checkpoint(*checkpoint.load(ckpt), TEXT).layers[1]["h"][:, 3]
     colours = np.array([rgb(background(driver, k)) for k in range(len(TEXT))])
     redness = (colours[:, 0] - colours[:, 2]) / 255  # diverging scale: red minus blue follows the value
