@@ -12,6 +12,7 @@ from click.testing import CliRunner
 
 from charrnn import checkpoint
 from charrnn.cli import cli
+from charrnn.train import RunLog
 from conftest import PATTERN, tmpfs
 
 SMALL = ["--cell", "gru", "--layers", "2", "--hidden", "16", "--batch-size", "4", "--seq-len", "8",
@@ -25,20 +26,51 @@ def train(tmp_path, out, *args):
     return result
 
 
-def losses(run_dir):
+def losses(run_dir, key="loss"):
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    return {r["step"]: r["loss"] for r in records if "loss" in r}
+    return {r["step"]: r[key] for r in records if key in r}
 
 
-@pytest.mark.parametrize("optimizer", ["adam", "momentum"])
-def test_resume_continues_exactly(tmp_path, optimizer):
+def ctrl_c_after(monkeypatch, step):
+    """SIGINT arrives while update `step` is being logged, as a Ctrl-C would: the run stops there
+    and writes latest.npz."""
+    close = RunLog.close_window
+
+    def close_window(self, state, lr):
+        close(self, state, lr)
+        if state.step == step:
+            signal.raise_signal(signal.SIGINT)
+
+    monkeypatch.setattr(RunLog, "close_window", close_window)
+
+
+# char-rnn's schedule decaying from the second epoch on, the first part stopped by its own --max-steps
+# and resumed with a larger one; cosine over --max-steps 40, the first part stopped by a Ctrl-C.
+CASES = {"char-rnn": ("adam", ["--lr-decay-after", "1", "--lr-decay", "0.5"]),
+         "cosine": ("momentum", ["--lr-schedule", "cosine", "--warmup", "5"])}
+
+
+@pytest.mark.parametrize("schedule", list(CASES))
+def test_resume_continues_exactly(tmp_path, schedule, monkeypatch):
     (tmp_path / "c.txt").write_text(PATTERN * 40)  # 520 characters: 16 batches of 4 x 8 per epoch
-    train(tmp_path, "whole", "--optimizer", optimizer, "--max-steps", "40")
-    train(tmp_path, "split", "--optimizer", optimizer, "--max-steps", "23")  # stops mid-epoch
+    optimizer, options = CASES[schedule]
+    train(tmp_path, "whole", "--optimizer", optimizer, *options, "--max-steps", "40")
+    if schedule == "cosine":
+        ctrl_c_after(monkeypatch, 23)
+        result = CliRunner().invoke(cli, ["train", str(tmp_path / "c.txt"), *SMALL, "--out", str(tmp_path / "split"),
+                                          "--optimizer", optimizer, *options, "--max-steps", "40"])
+        assert result.exit_code == 130, result.stderr
+        monkeypatch.undo()
+    else:
+        train(tmp_path, "split", "--optimizer", optimizer, *options, "--max-steps", "23")  # stops mid-epoch
+    assert checkpoint.load(tmp_path / "split" / "latest.npz")[1]["step"] == 23
     train(tmp_path, "split", "--resume", str(tmp_path / "split" / "latest.npz"), "--max-steps", "40")
     whole, split = losses(tmp_path / "whole"), losses(tmp_path / "split")
     assert sorted(split) == list(range(1, 41))  # the resumed run appended to the same metrics.jsonl
     np.testing.assert_allclose([split[s] for s in range(1, 41)], [whole[s] for s in range(1, 41)], rtol=1e-6)
+    lrs, want = losses(tmp_path / "split", "lr"), losses(tmp_path / "whole", "lr")
+    assert [lrs[s] for s in range(1, 41)] == [want[s] for s in range(1, 41)]  # the same learning rates, exactly
+    assert len(set(want.values())) > 2 and want[40] < want[20] < 2e-3  # and the schedule did change them
     a, meta_a = checkpoint.load(tmp_path / "whole" / "latest.npz")
     b, meta_b = checkpoint.load(tmp_path / "split" / "latest.npz")
     for name in a:
