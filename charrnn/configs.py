@@ -1,6 +1,6 @@
 """Configurations: the training configuration, the named presets, and what a checkpoint's
-configuration means (version-1 defaults, what may change on --resume and what it requires, the
-sampler's context).
+configuration means (version-1 defaults, what older checkpoints trained with, what may change on
+--resume and what it requires, the sampler's context).
 
 `eval`, `info`, `predict`, `explain` and `--resume` all read a checkpoint's configuration here.
 """

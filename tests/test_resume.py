@@ -1,5 +1,6 @@
 """Exact resume, the divergence guard and the stops, through real training runs."""
 import json
+import math
 import os
 import shutil
 import signal
@@ -76,6 +77,21 @@ def test_resume_continues_exactly(tmp_path, schedule, monkeypatch):
     for name in a:
         np.testing.assert_allclose(b[name], a[name], rtol=1e-6, atol=1e-7, err_msg=name)
     assert meta_b["step"] == 40 and meta_b["epoch"] == pytest.approx(meta_a["epoch"])
+
+
+def test_a_time_based_cosine_follows_the_clock_and_resumes_from_its_progress(tmp_path):
+    """The learning rates depend on the machine's speed, so only what holds on any machine is checked."""
+    (tmp_path / "c.txt").write_text(PATTERN * 40)
+    options = ["--lr-schedule", "cosine", "--warmup", "0", "--epochs", "1000", "--max-time", "3s"]
+    train(tmp_path, "run", *options)
+    first = [lr for _, lr in sorted(losses(tmp_path / "run", "lr").items())]
+    _, meta = checkpoint.load(tmp_path / "run" / "latest.npz")
+    progress = meta["resume"]["progress"]
+    assert first == sorted(first, reverse=True) and 0 < progress <= 1 and meta["step"] < 16 * 1000 * progress
+    assert first[-1] == pytest.approx(2e-3 * (0.1 + 0.9 * (1 + math.cos(math.pi * progress)) / 2))
+    train(tmp_path, "run", "--resume", str(tmp_path / "run" / "latest.npz"), "--max-time", "2s")
+    resumed = [lr for step, lr in sorted(losses(tmp_path / "run", "lr").items()) if step > meta["step"]]
+    assert resumed and resumed == sorted(resumed, reverse=True) and resumed[0] <= first[-1]  # on from where it was
 
 
 @pytest.fixture(scope="module")
