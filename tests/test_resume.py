@@ -89,10 +89,11 @@ def test_a_time_based_cosine_follows_the_clock_and_resumes_from_its_progress(tmp
     _, meta = checkpoint.load(tmp_path / "run" / "latest.npz")
     progress = meta["resume"]["progress"]
     assert first == sorted(first, reverse=True) and 0 < progress <= 1 and meta["step"] < 16 * 1000 * progress
-    assert first[-1] == pytest.approx(2e-3 * (0.1 + 0.9 * (1 + math.cos(math.pi * progress)) / 2))
+    at_end = 2e-3 * (0.1 + 0.9 * (1 + math.cos(math.pi * progress)) / 2)  # the last update's
+    assert first[-1] >= at_end * (1 - 1e-9)  # logged at the last update, or before it
     train(tmp_path, "run", "--resume", str(tmp_path / "run" / "latest.npz"), "--max-time", "2s")
     resumed = [lr for step, lr in sorted(losses(tmp_path / "run", "lr").items()) if step > meta["step"]]
-    assert resumed and resumed == sorted(resumed, reverse=True) and resumed[0] <= first[-1]  # on from where it was
+    assert resumed and resumed == sorted(resumed, reverse=True) and resumed[0] <= at_end * (1 + 1e-9)  # on from there
 
 
 @pytest.fixture(scope="module")
