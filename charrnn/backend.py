@@ -144,7 +144,7 @@ def umask():
 def _source_digest():
     """A hash of charrnn's graph-building code, so a cached function never outlives a change to it."""
     here = Path(__file__).parent
-    sources = ("cells.py", "model.py", "precision.py", "sample.py", "explain.py", "backend.py")
+    sources = ("cells.py", "model.py", "precision.py", "sample.py", "reading.py", "backend.py")
     return hashlib.sha256(b"".join((here / name).read_bytes() for name in sources)).hexdigest()
 
 

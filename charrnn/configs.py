@@ -1,6 +1,6 @@
 """Configurations: the training configuration, the named presets, and what a checkpoint's
-configuration means (version-1 defaults, what may change on --resume and what it requires, the
-sampler's context).
+configuration means (version-1 defaults, what older checkpoints trained with, what may change on
+--resume and what it requires, the sampler's context).
 
 `eval`, `info`, `predict`, `explain` and `--resume` all read a checkpoint's configuration here.
 """
@@ -37,6 +37,10 @@ class TrainConfig:
     # the training step's matrix products: float32, or bfloat16 inputs accumulated in float32 (precision.py);
     # weights, optimizer state, the loss and checkpoints are float32 either way. Older checkpoints: float32
     precision: str = "float32"
+    # char-rnn (lr_decay after lr_decay_after epochs) or cosine; char-rnn until a sweep measures otherwise
+    lr_schedule: str = "char-rnn"
+    warmup: int = 100  # cosine: updates of linear warm-up from lr / warmup to lr
+    lr_floor: float = 0.1  # cosine: the learning rate at the end of the budget, as a fraction of lr
 
 
 PRESETS = {
@@ -46,14 +50,19 @@ PRESETS = {
     "lesson6": {
         "cell": "rnn", "hidden": 256, "layers": 1, "activation": "relu", "dropout": 0.0,
         "seq_len": 8, "batch_size": 1, "carry_state": False, "optimizer": "sgd", "lr": 0.01, "loss": "sum",
-        "clip": 0.0, "lr_decay": 1.0, "val_frac": 0.0, "epochs": 1, "log_every": 1000, "checkpoint_every": 10000,
+        "clip": 0.0, "lr_decay": 1.0, "lr_schedule": "char-rnn", "val_frac": 0.0, "epochs": 1, "log_every": 1000,
+        "checkpoint_every": 10000,
     },
 }
+
+# What a checkpoint written before an option existed trained with: it keeps that, whatever the default becomes.
+BEFORE = {"lr_schedule": "char-rnn"}
 
 # Options that may differ from the checkpoint's when resuming; every other one is fixed by the run.
 # backend and precision only change how fast the same update is computed (precision: within bfloat16's rounding).
 RESUMABLE = ("lr", "lr_decay", "lr_decay_after", "epochs", "max_steps", "max_time", "patience", "eval_every",
-             "log_every", "checkpoint_every", "sample_length", "backend", "precision")
+             "log_every", "checkpoint_every", "sample_length", "backend", "precision", "lr_schedule", "warmup",
+             "lr_floor")
 
 
 class ConfigError(ValueError):
@@ -94,7 +103,7 @@ def model_config(meta):
 
 def train_config(meta):
     """The TrainConfig a checkpoint's metadata describes."""
-    return TrainConfig(**{**_defaults(meta)[1], **_split(meta.get("train", {}))[1]})
+    return TrainConfig(**{**_defaults(meta)[1], **BEFORE, **_split(meta.get("train", {}))[1]})
 
 
 def checkpoint_configs(meta):

@@ -1,5 +1,6 @@
-"""Scoring text: the compiled evaluation step, a pass over a batch stream, and a checkpoint's
-scores beside the unigram baseline of its training corpus."""
+"""Scoring text: training's validation pass (a compiled evaluation step over a batch stream, read
+in streams as training reads), `eval`'s reading of a text as `predict` reads it (reading.Reader),
+and a checkpoint's scores beside the unigram baseline of its training corpus."""
 import math
 
 import numpy as np
@@ -7,8 +8,14 @@ import pytensor.tensor as pt
 
 from charrnn import model
 from charrnn.backend import DEFAULT_BACKEND, compile_function
-from charrnn.configs import checkpoint_configs
+from charrnn.configs import checkpoint_configs, sampler_context
 from charrnn.corpus import CorpusError, Vocab, eval_stream
+from charrnn.reading import Reader
+
+# eval: a long text is read as up to STREAMS streams side by side (a power of two), each from a zero
+# state and at least MIN_STREAM characters long, so that batching never shortens the context by much.
+MIN_STREAM = 4096
+STREAMS = 64
 
 
 def compile_eval_step(params, model_cfg, shape, backend=DEFAULT_BACKEND, precision="float32"):
@@ -59,14 +66,49 @@ def summary(nats, correct, count):
             "accuracy": correct / count}
 
 
+def score_ids(reader, ids, bar=None):
+    """(summed nats, correct argmax guesses, characters scored) for each of (N,) ids[1:] predicted
+    from what came before it, as a reading.Reader reads: for a carried-state network one stream
+    from a zero state, or several side by side when the text is long enough for each to hold at
+    least MIN_STREAM characters. A tqdm `bar` is given the characters to score and counts them."""
+    n = len(ids) - 1
+    B = 1 if reader.context else stream_count(n)
+    x, y = side_by_side(ids[:-1], B), side_by_side(ids[1:], B)
+    starts = np.arange(B) * len(x)
+    real = np.minimum(starts + len(x), n) - starts  # (B,) positions each stream holds before its padding
+    if bar is not None:
+        bar.reset(total=n)
+    total = correct = 0.0
+    for s, (logp, *_) in reader.pieces(x):
+        targets = y[s : s + len(logp)].astype(np.intp)
+        scored = (s + np.arange(len(logp)))[:, None] < real  # (n, B): not the last stream's padding
+        nll = -np.take_along_axis(logp, targets[..., None], axis=-1)[..., 0].astype(np.float64)
+        total += float(nll[scored].sum())
+        correct += float((logp.argmax(axis=-1) == targets)[scored].sum())
+        if bar is not None:
+            bar.update(int(scored.sum()))
+    return total, correct, n
+
+
+def stream_count(n):
+    """How many streams eval reads n positions of a carried-state network's text in: the largest power
+    of two up to STREAMS that leaves each at least MIN_STREAM long (1 for a text under 2 x MIN_STREAM)."""
+    return min(STREAMS, 1 << (max(n // MIN_STREAM, 1).bit_length() - 1))
+
+
+def side_by_side(ids, B):
+    """(N, B) streams of (n,) ids: stream b holds ids[b*N : b*N + N], N = ceil(n / B), the last padded at its end."""
+    N = -(-len(ids) // B)
+    return np.pad(ids, (0, N * B - len(ids))).reshape(B, N).T
+
+
 def score_model(params, meta, ids, backend, bar=None, precision="float32"):
-    """Loss and accuracy of the checkpoint on (N,) ids, read in streams as in its validation;
-    an optional tqdm `bar` counts the positions scored."""
+    """Loss and accuracy of the checkpoint on (N,) ids, read as `predict` reads a seed (score_ids),
+    the products in `precision`; an optional tqdm `bar` counts the characters scored."""
     model_cfg, train_cfg = checkpoint_configs(meta)
-    stream = eval_stream(ids, train_cfg.batch_size, train_cfg.seq_len)
-    eval_fn = compile_eval_step(model.shared_params(params), model_cfg, (stream.T, stream.B), backend, precision)
-    dtype = params["W_y"].dtype
-    return summary(*evaluate_stream(eval_fn, stream, model_cfg, train_cfg.carry_state, dtype, bar))
+    reader = Reader(model.shared_params(params), model_cfg, sampler_context(train_cfg), backend, cache=True,
+                    activations=False, precision=precision)
+    return summary(*score_ids(reader, ids, bar))
 
 
 def score_text(params, meta, text, backend=DEFAULT_BACKEND, bar=None, precision="float32"):

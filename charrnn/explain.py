@@ -6,98 +6,25 @@ predicts each character from the last `seq_len` characters, read from a zero sta
 outside the vocabulary are skipped by the network (as `predict --unknown skip` drops them): they
 are shown, but neither read nor scored.
 
-One compiled function per shape returns the log-probabilities of the next character and, per
-layer, what the cell's tape keeps (model.run_layers(tape=True)): h, tanh(c) for the LSTM, and the
-gate activations. Everything else here is NumPy over those arrays.
+The reading is reading.Reader's, which `eval` shares: log-probabilities of the next character and,
+per layer, what the cell's tape keeps (h, tanh(c) for the LSTM, and the gate activations).
+Everything else here is NumPy over those arrays.
 """
 import math
 from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
-import pytensor.tensor as pt
 
 from charrnn import cells, model
-from charrnn.backend import DEFAULT_BACKEND, cached_function, compile_function
+from charrnn.backend import DEFAULT_BACKEND
 from charrnn.configs import checkpoint_configs, sampler_context
 from charrnn.corpus import CorpusError, Vocab, code_points
 from charrnn.evaluate import summary
-from charrnn.sample import bucket, windows
+from charrnn.reading import Reader
 
-PIECE = 4096  # carried state: positions per compiled call; a longer text runs in pieces, state carried
-WINDOWS = 512  # reset state: windows per compiled call (bounds the tape's memory: T x 512 x G·H)
-SHOWN = ("tanh_c", "gates")  # the tape's tensors explain keeps besides h (not GRU's recurrent term hn)
 SATURATED = (0.1, 0.9)  # a sigmoid gate below the first or above the second is saturated (Karpathy et al.)
 LN2 = math.log(2)
-
-
-class Reader:
-    """Compiled functions that read ids as `predict` does, keeping each layer's activations."""
-
-    def __init__(self, params, config, context=None, backend=DEFAULT_BACKEND, cache=False):
-        self.params, self.config, self.context, self.backend, self.cache = params, config, context, backend, cache
-        self.cell = cells.cell(config)
-        self.names = ["h", *(name for name in self.cell.saved if name in SHOWN)]  # per layer, in output order
-        self._fns = {}
-
-    @property
-    def _dtype(self):
-        return self.params["W_y"].dtype
-
-    def read(self, ids):
-        """(logp, layers) for (M,) ids: logp (M, V) the log-probabilities of the character after each
-        position, having read it; layers a dict per layer of (M, ·) arrays named as in self.names."""
-        chunk = WINDOWS if self.context else PIECE
-        size = chunk if len(ids) > chunk else bucket(len(ids))
-        fn = self._compiled(size)
-        padded = np.zeros(-(-len(ids) // size) * size, dtype=np.int32)  # right padding: never seen earlier
-        padded[: len(ids)] = ids
-        if self.context:
-            window, mask = windows(padded, self.context, self._dtype)
-            pieces = [fn(window[:, s : s + size], mask[:, s : s + size]) for s in range(0, len(padded), size)]
-        else:
-            states, pieces = np.zeros((self.config.state_size, 1, self.config.hidden), dtype=self._dtype), []
-            for s in range(0, len(padded), size):
-                *outs, states = fn(padded[s : s + size, None], states)
-                pieces.append(outs)
-        logp, *rest = (np.concatenate([np.asarray(p[i]) for p in pieces])[: len(ids)] for i in range(len(pieces[0])))
-        L = len(self.names)
-        return logp, [dict(zip(self.names, rest[l * L : (l + 1) * L])) for l in range(self.config.layers)]
-
-    def _compiled(self, size):
-        if size not in self._fns:
-            build = (lambda: self._compile_windows(size)) if self.context else (lambda: self._compile_carried(size))
-            if self.cache:
-                shapes = tuple((name, p.type.shape, p.dtype) for name, p in self.params.items())
-                key = ("explain", size, self.config, self.context, shapes)  # backend hashes explain.py too
-                self._fns[size] = cached_function(key, build, self.params, self.backend)
-            else:
-                self._fns[size] = build()
-        return self._fns[size]
-
-    def _outputs(self, top, tapes, pick):
-        """[logp, then per layer each of self.names] with `pick` taking (T, B, k) -> (N, k)."""
-        outs = [model.log_softmax(model.output_logits(top, self.params))]
-        for tape in tapes:
-            outs.extend(pick(tape["hs" if name == "h" else name]) for name in self.names)
-        return outs
-
-    def _compile_carried(self, size):
-        """fn(ids (size, 1), states (S, 1, H)) -> (logp, *activations, final states)."""
-        ids = pt.tensor("ids", dtype="int32", shape=(size, 1))
-        states = pt.tensor("states", dtype=self._dtype, shape=(self.config.state_size, 1, self.config.hidden))
-        top, finals, tapes = model.run_layers(ids, states, self.params, self.config, tape=True)
-        outs = self._outputs(top, tapes, lambda x: x[:, 0])
-        return compile_function([ids, states], [*outs, finals], backend=self.backend)
-
-    def _compile_windows(self, size):
-        """fn(window (T, size), mask (T, size)) -> (logp, *activations), each at its window's last step."""
-        window = pt.tensor("window", dtype="int32", shape=(self.context, size))
-        mask = pt.tensor("mask", dtype=self._dtype, shape=(self.context, size))
-        states = pt.zeros((self.config.state_size, size, self.config.hidden), dtype=self._dtype)
-        top, _, tapes = model.run_layers(window, states, self.params, self.config, mask=mask, tape=True)
-        outs = self._outputs(top[-1], tapes, lambda x: x[-1])
-        return compile_function([window, mask], outs, backend=self.backend)
 
 
 @dataclass

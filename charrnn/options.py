@@ -15,6 +15,7 @@ from charrnn.configs import PRESETS, TrainConfig
 from charrnn.model import ModelConfig
 from charrnn.optim import OPTIMIZERS
 from charrnn.precision import PRECISIONS
+from charrnn.schedule import SCHEDULES
 
 POSITIVE = click.IntRange(min=1)
 POSITIVE_FLOAT = click.FloatRange(min=0, min_open=True)
@@ -158,6 +159,15 @@ TRAINING = [
                  help="Updates between metrics.jsonl entries." + _d(TrainConfig, "log_every")),
     click.option("--sample-length", type=POSITIVE,
                  help="Characters in each training-time sample." + _d(TrainConfig, "sample_length")),
+    click.option("--lr-schedule", type=click.Choice(list(SCHEDULES)),
+                 help="char-rnn: multiply lr by --lr-decay after each epoch past --lr-decay-after. cosine: warm up "
+                      "over --warmup updates, then fall along a half cosine to --lr-floor x lr by the end of the "
+                      "budget (--max-steps, else --max-time, else --epochs)." + _d(TrainConfig, "lr_schedule")),
+    click.option("--warmup", type=click.IntRange(min=0),
+                 help="cosine: updates of linear warm-up; 0 disables." + _d(TrainConfig, "warmup")),
+    click.option("--lr-floor", type=click.FloatRange(0, 1),
+                 help="cosine: the learning rate at the end of the budget, as a fraction of lr."
+                      + _d(TrainConfig, "lr_floor")),
 ]
 
 

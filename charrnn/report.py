@@ -66,8 +66,8 @@ def format_info(r):
         f"parameters   {r['parameters']:,}",
         f"weights      {'not finite: ' + describe_nonfinite(r['nonfinite']) if r['nonfinite'] else 'finite'}",
         f"vocabulary   {r['vocab_size']} characters: {json.dumps(preview, ensure_ascii=False)}",
-        f"training     {t['optimizer']}, lr {t['lr']}, batch {t['batch_size']} x seq {t['seq_len']}, "
-        f"{'carried' if t['carry_state'] else 'reset'} state, backend {t['backend']}"
+        f"training     {t['optimizer']}, lr {t['lr']} ({t['lr_schedule']} schedule), batch {t['batch_size']} x seq "
+        f"{t['seq_len']}, {'carried' if t['carry_state'] else 'reset'} state, backend {t['backend']}"
         f"{', bfloat16 products' if t.get('precision') == 'bfloat16' else ''}",
         f"progress     {r['step']:,} updates, {num(r['epoch'], '.2f')} epochs",
         f"loss         train {num(r['loss'])}, validation {num(r['val_loss'])}, "

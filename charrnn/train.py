@@ -13,7 +13,7 @@ import pytensor
 import pytensor.tensor as pt
 from tqdm import tqdm
 
-from charrnn import __version__, bptt, checkpoint, model, optim, precision
+from charrnn import __version__, bptt, checkpoint, model, optim, precision, schedule
 from charrnn.backend import compile_function, device
 from charrnn.configs import TrainConfig, sampler_context
 from charrnn.corpus import BatchStream, Vocab, fingerprint, id_counts
@@ -73,6 +73,7 @@ class TrainState:
     evals_since_best: int = 0  # for --patience
     lr_scale: float = 1.0  # halved by each divergence the guard recovered from
     best_window_loss: float = math.inf  # the divergence guard's reference
+    progress: float = 0.0  # of the run's budget, at the last update (schedule.Budget.progress)
 
     def to_meta(self):
         """The checkpoint metadata's summary keys, and its "resume" entry (README, "Checkpoint format")."""
@@ -87,9 +88,9 @@ class TrainState:
         return self.evals_since_best == 0
 
     def lr(self, cfg):
-        """char-rnn's schedule: cfg.lr times lr_decay for every epoch done beyond lr_decay_after - 1
-        (and halved for each divergence the guard recovered from)."""
-        return self.lr_scale * cfg.lr * cfg.lr_decay ** max(0, self.epoch - cfg.lr_decay_after + 1)
+        """cfg.lr times the schedule's factor here (schedule.py), halved for each divergence the guard
+        recovered from."""
+        return self.lr_scale * cfg.lr * schedule.factor(cfg, self.step, self.epoch, self.progress)
 
     @classmethod
     def from_meta(cls, meta):
@@ -280,7 +281,7 @@ class Trainer:
         self._prepare(train_ids, val_ids)
         with StopSignals() as self.signals:  # the loop finishes its update, then stops and checkpoints
             desc = f"{self.cfg.backend} on {self.device}"
-            with self.metrics.progress(self.bar_off, self.total_steps, self.state, desc):
+            with self.metrics.progress(self.bar_off, self.budget.total_steps, self.state, desc):
                 self._loop()
                 self.evaluate()
             if self.state.step % self.cfg.checkpoint_every or self.signals.signum:
@@ -292,7 +293,7 @@ class Trainer:
     def _prepare(self, train_ids, val_ids):
         """The batch streams, the evaluation step, what checkpoints describe, and fresh logs for a new run."""
         self.stream = BatchStream(train_ids, self.cfg.batch_size, self.cfg.seq_len)
-        self.total_steps = min(len(self.stream) * self.cfg.epochs, self.cfg.max_steps or math.inf)
+        self.budget = schedule.Budget(self.cfg, len(self.stream), self.state.progress)
         self.val_stream, self.eval_fn = validation_step(self.params, self.model_cfg, self.cfg, val_ids)
         self.description = RunDescription.of(self.vocab, self.model_cfg, self.cfg, train_ids, len(self.stream))
         self.seed_ids = train_ids[: self.cfg.seq_len]
@@ -303,7 +304,7 @@ class Trainer:
         s, cfg = self.state, self.cfg
         over_time = cfg.max_time is not None and time.perf_counter() - self.metrics.start >= cfg.max_time
         patience = cfg.patience is not None and s.evals_since_best >= cfg.patience
-        return s.step >= self.total_steps or over_time or patience or bool(self.signals.signum)
+        return s.step >= self.budget.total_steps or over_time or patience or bool(self.signals.signum)
 
     def _loop(self):
         """Updates until a stop; after each, the guard, logging, evaluation and checkpoints have their turn."""
@@ -338,7 +339,8 @@ class Trainer:
             self.states = zero_states(self.model_cfg, self.cfg.batch_size, self.dtype)  # at each epoch (or chunk)
         x, y, w, *keep = pending.pop((s.position, s.step), None) or self._inputs(s.position, s.step)
         pending.clear()  # after the guard went back, what was made ahead is not the next batch
-        loss, self.states = self.step_fn(x, y, w, self.states, *keep, np.asarray(self.state.lr(self.cfg), self.dtype))
+        s.progress = self.budget.progress(s.step, time.perf_counter() - self.metrics.start)
+        loss, self.states = self.step_fn(x, y, w, self.states, *keep, np.asarray(s.lr(self.cfg), self.dtype))
         if s.position + 1 < len(self.stream):  # JAX returns before the update is done
             pending[s.position + 1, s.step + 1] = self._inputs(s.position + 1, s.step + 1)
         return float(loss)

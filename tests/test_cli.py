@@ -7,14 +7,19 @@ import subprocess
 import termios
 import time
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
 import charrnn
-from charrnn import checkpoint
+from charrnn import checkpoint, configs
 from charrnn.cli import cli
+from charrnn.corpus import Vocab, eval_stream
+from charrnn.evaluate import compile_eval_step, evaluate_stream
+from charrnn.model import shared_params
 from charrnn.report import format_next
 from conftest import PATTERN
+from reference import loss
 
 
 @pytest.fixture
@@ -229,17 +234,26 @@ def test_eval_reports_model_and_unigram(runner, trained_run, tmp_path):
     assert text.splitlines()[3].startswith("unigram")
 
 
-def test_eval_on_the_validation_part_matches_training(runner, tmp_path):
+def test_eval_reads_sequentially_where_training_validates_in_streams(runner, tmp_path):
     corpus = tmp_path / "c.txt"
     corpus.write_text(PATTERN * 300)
     run = tmp_path / "run"
     assert runner.invoke(cli, ["train", str(corpus), "--cell", "lstm", "--hidden", "16", "--batch-size", "4",
                                "--seq-len", "16", "--max-steps", "20", "--out", str(run)]).exit_code == 0
-    _, meta = checkpoint.load(run / "latest.npz")
+    params, meta = checkpoint.load(run / "latest.npz")
     val = tmp_path / "val.txt"
     val.write_text((PATTERN * 300)[-int(len(PATTERN) * 300 * 0.05):])
     report = json.loads(runner.invoke(cli, ["eval", str(val), "--checkpoint", str(run / "latest.npz"), "--json"]).stdout)
-    assert report["model"]["nats_per_char"] == pytest.approx(meta["val_loss"], rel=1e-5)
+    model_cfg, train_cfg = configs.checkpoint_configs(meta)
+    ids = Vocab.from_json(meta["vocab"]).encode(val.read_text())
+    p = {name: w.astype(np.float64) for name, w in params.items()}
+    sequential = loss(p, ids[:-1], ids[1:], model_cfg) / (len(ids) - 1)  # one stream from a zero state
+    assert report["model"]["nats_per_char"] == pytest.approx(sequential, rel=1e-5)
+    stream = eval_stream(ids, train_cfg.batch_size, train_cfg.seq_len)  # training's validation: 4 streams of 48
+    step = compile_eval_step(shared_params(params), model_cfg, (stream.T, stream.B))
+    total, _, count = evaluate_stream(step, stream, model_cfg, train_cfg.carry_state)
+    assert (stream.B, stream.T) == (4, 16) and total / count == pytest.approx(meta["val_loss"], rel=1e-5)
+    assert abs(meta["val_loss"] - sequential) > 1e-3
 
 
 def test_info(runner, trained_run):

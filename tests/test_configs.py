@@ -36,6 +36,16 @@ def test_version_1_checkpoints_are_the_lesson6_network():
     assert (train_cfg.batch_size, train_cfg.seq_len, train_cfg.carry_state, train_cfg.optimizer) == (1, 8, False, "sgd")
 
 
+def test_a_checkpoint_from_before_the_schedules_keeps_char_rnns_whatever_the_default():
+    model_cfg, train_cfg = build_configs(7)
+    older = {k: v for k, v in asdict(train_cfg).items() if k not in ("lr_schedule", "warmup", "lr_floor")}
+    assert configs.train_config({**meta_of(model_cfg, train_cfg), "train": older}).lr_schedule == "char-rnn"
+    assert configs.BEFORE == {"lr_schedule": "char-rnn"} and PRESETS["lesson6"]["lr_schedule"] == "char-rnn"
+    meta = meta_of(model_cfg, train_cfg, resume={})
+    _, resumed = configs.resume_configs(meta, {"lr_schedule": "cosine", "warmup": 0, "lr_floor": 0.5})
+    assert (resumed.lr_schedule, resumed.warmup, resumed.lr_floor) == ("cosine", 0, 0.5)  # may change on resume
+
+
 def test_a_model_that_disagrees_with_its_vocabulary_is_refused():
     with pytest.raises(ValueError, match="disagree"):
         configs.model_config({"version": 2, "vocab": "ab", "model": asdict(ModelConfig(3))})

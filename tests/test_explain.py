@@ -8,7 +8,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from charrnn import cells, checkpoint, explain
+from charrnn import cells, checkpoint, explain, reading
 from charrnn.corpus import CorpusError, Vocab
 from charrnn.explain import Explanation, Reader, correlations, saturation, text_features, units_worth_a_look
 from charrnn.model import ModelConfig, shared_params
@@ -42,8 +42,8 @@ def text():
 @pytest.mark.parametrize("context", [None, CONTEXT], ids=["carried", "reset"])
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda c: c.cell)
 def test_reading_equals_a_numpy_loop(config, context, text, monkeypatch):
-    monkeypatch.setattr(explain, "PIECE", 8)  # 19 characters in three calls: the state carried between them
-    monkeypatch.setattr(explain, "WINDOWS", 8)
+    monkeypatch.setattr(reading, "PIECE", 8)  # 19 characters in three calls: the state carried between them
+    monkeypatch.setattr(reading, "WINDOWS", 8)
     p = {k: 0.5 * w for k, w in random_params(V, H, seed=1, config=config).items()}  # relu stays in float32's range
     e = explain.explain(Reader(shared_params({k: w.astype(np.float32) for k, w in p.items()}), config, context),
                         VOCAB, text)

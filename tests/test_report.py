@@ -6,7 +6,7 @@ def described(**changes):
     report = {
         "checkpoint": "run/best.npz", "format": "charrnn-checkpoint", "version": 2, "charrnn_version": "0.1.0",
         "model": {"vocab_size": 3, "cell": "lstm", "hidden": 16, "layers": 2, "activation": "relu", "dropout": 0.2},
-        "train": {"optimizer": "adam", "lr": 0.002, "batch_size": 4, "seq_len": 8, "carry_state": True,
+        "train": {"optimizer": "adam", "lr": 0.002, "lr_schedule": "cosine", "batch_size": 4, "seq_len": 8, "carry_state": True,
                   "backend": "jax"},
         "vocab_size": 3, "vocab": "abc", "parameters": 12_345, "nonfinite": {}, "step": 1_200, "epoch": 2.5, "loss": 1.23456,
         "val_loss": None, "best_val_loss": None,
@@ -21,7 +21,7 @@ def test_format_info_lays_out_every_line():
         "parameters   12,345",
         "weights      finite",
         'vocabulary   3 characters: "abc"',
-        "training     adam, lr 0.002, batch 4 x seq 8, carried state, backend jax",
+        "training     adam, lr 0.002 (cosine schedule), batch 4 x seq 8, carried state, backend jax",
         "progress     1,200 updates, 2.50 epochs",
         "loss         train 1.2346, validation -, best validation - nats/char",
     ]

@@ -1,5 +1,6 @@
 """Exact resume, the divergence guard and the stops, through real training runs."""
 import json
+import math
 import os
 import shutil
 import signal
@@ -12,6 +13,7 @@ from click.testing import CliRunner
 
 from charrnn import checkpoint
 from charrnn.cli import cli
+from charrnn.train import RunLog
 from conftest import PATTERN, tmpfs
 
 SMALL = ["--cell", "gru", "--layers", "2", "--hidden", "16", "--batch-size", "4", "--seq-len", "8",
@@ -25,25 +27,73 @@ def train(tmp_path, out, *args):
     return result
 
 
-def losses(run_dir):
+def losses(run_dir, key="loss"):
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    return {r["step"]: r["loss"] for r in records if "loss" in r}
+    return {r["step"]: r[key] for r in records if key in r}
 
 
-@pytest.mark.parametrize("optimizer", ["adam", "momentum"])
-def test_resume_continues_exactly(tmp_path, optimizer):
+def ctrl_c_after(monkeypatch, step):
+    """SIGINT arrives while update `step` is being logged, as a Ctrl-C would: the run stops there
+    and writes latest.npz."""
+    close = RunLog.close_window
+
+    def close_window(self, state, lr):
+        close(self, state, lr)
+        if state.step == step:
+            signal.raise_signal(signal.SIGINT)
+
+    monkeypatch.setattr(RunLog, "close_window", close_window)
+
+
+# char-rnn's schedule decaying from the second epoch on, the first part stopped by its own --max-steps
+# and resumed with a larger one; cosine over --max-steps 40, the first part stopped by a Ctrl-C.
+CASES = {"char-rnn": ("adam", ["--lr-decay-after", "1", "--lr-decay", "0.5"]),
+         "cosine": ("momentum", ["--lr-schedule", "cosine", "--warmup", "5"])}
+
+
+@pytest.mark.parametrize("schedule", list(CASES))
+def test_resume_continues_exactly(tmp_path, schedule, monkeypatch):
     (tmp_path / "c.txt").write_text(PATTERN * 40)  # 520 characters: 16 batches of 4 x 8 per epoch
-    train(tmp_path, "whole", "--optimizer", optimizer, "--max-steps", "40")
-    train(tmp_path, "split", "--optimizer", optimizer, "--max-steps", "23")  # stops mid-epoch
+    optimizer, options = CASES[schedule]
+    train(tmp_path, "whole", "--optimizer", optimizer, *options, "--max-steps", "40")
+    if schedule == "cosine":
+        ctrl_c_after(monkeypatch, 23)
+        result = CliRunner().invoke(cli, ["train", str(tmp_path / "c.txt"), *SMALL, "--out", str(tmp_path / "split"),
+                                          "--optimizer", optimizer, *options, "--max-steps", "40"])
+        assert result.exit_code == 130, result.stderr
+        monkeypatch.undo()
+    else:
+        train(tmp_path, "split", "--optimizer", optimizer, *options, "--max-steps", "23")  # stops mid-epoch
+    assert checkpoint.load(tmp_path / "split" / "latest.npz")[1]["step"] == 23
     train(tmp_path, "split", "--resume", str(tmp_path / "split" / "latest.npz"), "--max-steps", "40")
     whole, split = losses(tmp_path / "whole"), losses(tmp_path / "split")
     assert sorted(split) == list(range(1, 41))  # the resumed run appended to the same metrics.jsonl
     np.testing.assert_allclose([split[s] for s in range(1, 41)], [whole[s] for s in range(1, 41)], rtol=1e-6)
+    lrs, want = losses(tmp_path / "split", "lr"), losses(tmp_path / "whole", "lr")
+    assert [lrs[s] for s in range(1, 41)] == [want[s] for s in range(1, 41)]  # the same learning rates, exactly
+    assert len(set(want.values())) > 2 and want[40] < want[20] < 2e-3  # and the schedule did change them
     a, meta_a = checkpoint.load(tmp_path / "whole" / "latest.npz")
     b, meta_b = checkpoint.load(tmp_path / "split" / "latest.npz")
     for name in a:
         np.testing.assert_allclose(b[name], a[name], rtol=1e-6, atol=1e-7, err_msg=name)
     assert meta_b["step"] == 40 and meta_b["epoch"] == pytest.approx(meta_a["epoch"])
+
+
+def test_a_time_based_cosine_follows_the_clock_and_resumes_from_its_progress(tmp_path):
+    """The learning rates depend on the machine's speed, so only what holds on any machine is checked."""
+    (tmp_path / "c.txt").write_text(PATTERN * 40)
+    # A window of an epoch: single updates of a network this overfit jump past char-rnn's 3x rule at each epoch's start.
+    options = ["--lr-schedule", "cosine", "--warmup", "0", "--epochs", "1000", "--max-time", "3s", "--log-every", "16"]
+    train(tmp_path, "run", *options)
+    first = [lr for _, lr in sorted(losses(tmp_path / "run", "lr").items())]
+    _, meta = checkpoint.load(tmp_path / "run" / "latest.npz")
+    progress = meta["resume"]["progress"]
+    assert first == sorted(first, reverse=True) and 0 < progress <= 1 and meta["step"] < 16 * 1000 * progress
+    at_end = 2e-3 * (0.1 + 0.9 * (1 + math.cos(math.pi * progress)) / 2)  # the last update's
+    assert first[-1] >= at_end * (1 - 1e-9)  # logged at the last update, or before it
+    train(tmp_path, "run", "--resume", str(tmp_path / "run" / "latest.npz"), "--max-time", "2s")
+    resumed = [lr for step, lr in sorted(losses(tmp_path / "run", "lr").items()) if step > meta["step"]]
+    assert resumed and resumed == sorted(resumed, reverse=True) and resumed[0] <= at_end * (1 + 1e-9)  # on from there
 
 
 @pytest.fixture(scope="module")
