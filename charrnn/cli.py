@@ -74,7 +74,7 @@ def train(corpus, encoding, preset, resume, out, quiet, **options):
     if resume:
         params, meta, extras = _load(resume, extras=True)
         vocab, ids = _resume_ids(meta, vocab, ids)
-    model_cfg, train_cfg = _configs(meta, options) if resume else configs.build_configs(len(vocab), preset, **options)
+    model_cfg, train_cfg = _configs(meta, options) if resume else _new_configs(len(vocab), preset, options)
     train_ids, val_ids = split(ids, train_cfg.val_frac)
     try:
         check_sizes(len(train_ids), len(val_ids), train_cfg.batch_size, train_cfg.seq_len, train_cfg.val_frac)
@@ -129,11 +129,19 @@ def _corpus_ids(corpus, encoding, log):
         raise click.ClickException(str(e)) from None
 
 
+def _new_configs(vocab_size, preset, options):
+    """A new run's configurations."""
+    try:
+        return configs.build_configs(vocab_size, preset, **options)
+    except configs.OptionError as e:
+        raise click.UsageError(str(e)) from None
+
+
 def _configs(meta, options):
     """The --resume checkpoint's configurations with the options given again."""
     try:
         return configs.resume_configs(meta, options)
-    except configs.OptionClash as e:
+    except configs.OptionError as e:
         raise click.UsageError(str(e)) from None
     except configs.ConfigError as e:
         raise click.ClickException(str(e)) from None

@@ -1,6 +1,7 @@
 """Exact resume, the divergence guard and the stops, through real training runs."""
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -30,12 +31,15 @@ def losses(run_dir):
     return {r["step"]: r["loss"] for r in records if "loss" in r}
 
 
-@pytest.mark.parametrize("optimizer", ["adam", "momentum"])
-def test_resume_continues_exactly(tmp_path, optimizer):
+@pytest.mark.parametrize("optimizer,unroll", [("adam", "4"), ("momentum", "1")])
+def test_resume_continues_exactly(tmp_path, optimizer, unroll):
+    """Dropout included (its masks follow from the update's number); --unroll may change on resume,
+    since it changes nothing but the speed."""
     (tmp_path / "c.txt").write_text(PATTERN * 40)  # 520 characters: 16 batches of 4 x 8 per epoch
     train(tmp_path, "whole", "--optimizer", optimizer, "--max-steps", "40")
     train(tmp_path, "split", "--optimizer", optimizer, "--max-steps", "23")  # stops mid-epoch
-    train(tmp_path, "split", "--resume", str(tmp_path / "split" / "latest.npz"), "--max-steps", "40")
+    train(tmp_path, "split", "--resume", str(tmp_path / "split" / "latest.npz"), "--max-steps", "40",
+          "--unroll", unroll)
     whole, split = losses(tmp_path / "whole"), losses(tmp_path / "split")
     assert sorted(split) == list(range(1, 41))  # the resumed run appended to the same metrics.jsonl
     np.testing.assert_allclose([split[s] for s in range(1, 41)], [whole[s] for s in range(1, 41)], rtol=1e-6)
@@ -93,6 +97,22 @@ def test_divergence_guard_halves_the_lr_and_aborts_after_three(tmp_path):
     assert len(halvings) == 2 and "5e+05" in halvings[0] and "2.5e+05" in halvings[1]
     assert "the third time in a row" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "run" / "latest.npz").exists()  # nothing diverged was written
+
+
+def test_the_guard_reads_every_loss_before_a_checkpoint(tmp_path):
+    """Losses are read at log lines, and before any checkpoint: with a checkpoint due every 3 updates
+    and no log line before update 1000, a loss that turned non-finite is still caught before it is
+    saved (and the update where it happened is named)."""
+    (tmp_path / "c.txt").write_text(PATTERN * 40)
+    result = CliRunner().invoke(cli, ["train", str(tmp_path / "c.txt"), "--preset", "lesson6", "--hidden", "16",
+                                      "--lr", "1e6", "--epochs", "5", "--log-every", "1000", "--checkpoint-every", "3",
+                                      "--out", str(tmp_path / "run")])
+    assert result.exit_code == 1, result.stderr
+    halvings = [line for line in result.stderr.splitlines() if "learning rate halved" in line]
+    assert len(halvings) == 2 and all(re.match(r"the loss became (nan|inf) at update [23]: back to update 0", line)
+                                      for line in halvings), halvings
+    assert "the third time in a row" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "run" / "latest.npz").exists()
 
 
 def test_patience_stops_when_validation_stops_improving(tmp_path):
