@@ -127,8 +127,9 @@ def run_layer(cell, a_x, states0, W_h, b_h, mask=None, tape=False, unroll=1):
 
 def blocks(seq, unroll):
     """(T, ...) -> (T / unroll, unroll, ...): a scan over the blocks runs `unroll` steps per
-    iteration, which cuts the loop's fixed cost per step (XLA runs a scan as a while loop, with
-    launches per iteration on a GPU)."""
+    iteration. XLA runs a scan as a while loop, which on a GPU costs kernel launches (and usually
+    a read of the loop condition) per iteration; on the development CPU the cost is per operation,
+    not per iteration, and unrolling gained nothing (benchmarks/overhead.py)."""
     T = seq.type.shape[0]
     if T is not None and T % unroll:
         raise ValueError(f"unroll {unroll} does not divide the {T} time steps")

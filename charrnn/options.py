@@ -117,7 +117,7 @@ TRAINING = [
                  help="Characters in each training-time sample." + _d(TrainConfig, "sample_length")),
     click.option("--unroll", type=POSITIVE,
                  help="Time steps per loop iteration of the compiled step, a divisor of --seq-len: the same "
-                      "result at another speed (the first knob to try on a GPU: 8 or 16)." + _d(TrainConfig, "unroll")),
+                      "result at another speed (the first knob to try on a GPU)." + _d(TrainConfig, "unroll")),
 ]
 
 
