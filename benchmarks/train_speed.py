@@ -65,7 +65,8 @@ def load_batches(corpus, name, batch_size=None, precision=None):
 # ---------------------------------------------------------------------------------------- workers
 
 def charrnn_worker(vocab, model_cfg, cfg, stream, backend):
-    """A function running one update on batch k, as charrnn's training loop does."""
+    """A function starting one update on batch k, as charrnn's training loop does; it returns the
+    loss, which may still be on the device (float() waits for it)."""
     from dataclasses import replace
 
     from charrnn.train import Trainer
@@ -74,9 +75,17 @@ def charrnn_worker(vocab, model_cfg, cfg, stream, backend):
     out = tempfile.mkdtemp(prefix="train-speed-")
     trainer = Trainer(vocab, model_cfg, cfg, out, log=lambda msg: None)
     trainer.compile()
+    trainer.stream = stream
+    if not hasattr(trainer, "_inputs"):  # since issue 11: masks made in the update, losses read at log lines
+        def update(k):
+            trainer.state.position = k
+            loss = trainer._update()
+            trainer.state.step += 1
+            return loss
+
+        return update
     lr = np.asarray(cfg.lr, dtype=np.float32)
     zeros = np.zeros((model_cfg.state_size, cfg.batch_size, model_cfg.hidden), dtype=np.float32)
-    trainer.stream = stream
     carried, pending, step = [zeros], {}, [0]
 
     def inputs(k, step):
@@ -149,7 +158,7 @@ def worker(kind, name, args):
         update = torch_worker(model_cfg, cfg, stream, args.torch_device, args.torch_autocast)
     else:
         update = charrnn_worker(vocab, model_cfg, cfg, stream, args.backend)
-    update(0)
+    float(update(0))
     k, faults = 1, 0
     print("ready", flush=True)
     for line in sys.stdin:
@@ -159,12 +168,9 @@ def worker(kind, name, args):
         before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         start = time.perf_counter()
         for _ in range(n):
-            update(k % len(stream))
+            loss = update(k % len(stream))
             k += 1
-        if kind == "torch" and args.torch_device != "cpu":
-            import torch
-
-            torch.cuda.synchronize()
+        float(loss)
         print(time.perf_counter() - start, flush=True)
         faults += resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
     usage = resource.getrusage(resource.RUSAGE_SELF)

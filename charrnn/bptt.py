@@ -15,33 +15,40 @@ import pytensor.tensor as pt
 from charrnn import cells, model
 
 
-def backward_layer(cell, dhs, tape, W_h):
+def backward_layer(cell, dhs, tape, W_h, unroll=1):
     """Gradients at the pre-activations from (T, B, H) gradients at the layer's outputs.
 
     Returns (dA_h, dA_x): the gradient of the recurrent term h_{t-1} W_h + b_h and of the input
     term x_t W_x + b_x, both (T, B, G); they differ only for a cell with split_input_grad (GRU).
+    unroll: time steps per scan iteration (see model.blocks).
     """
     inputs = cell.backward_inputs(tape)
     zeros = [pt.zeros(s.type.shape, dtype=s.dtype) for s in tape["states0"]]
     n, k = len(inputs), len(zeros)
 
-    def step(dh_out, *rest):
-        inputs_t, dstates, W_hT = rest[:n], rest[n : n + k], rest[-1]
-        back, da_h, da_x = cell.backward_step(dh_out, inputs_t, dstates, W_hT)
-        back = [pt.specify_shape(d, s.type.shape) for d, s in zip(back, dstates, strict=True)]
-        return [*back, da_h, *([da_x] if cell.split_input_grad else [])]
+    def step(dh_block, *rest):  # (u, B, H) blocks of the reversed sequences, then the carried gradients
+        inputs_block, dstates, W_hT = rest[:n], list(rest[n : n + k]), rest[-1]
+        rows = []
+        for j in range(unroll):
+            back, da_h, da_x = cell.backward_step(dh_block[j], [s[j] for s in inputs_block], dstates, W_hT)
+            dstates = [pt.specify_shape(d, z.type.shape) for d, z in zip(back, zeros, strict=True)]
+            rows.append([da_h, *([da_x] if cell.split_input_grad else [])])
+        return [*dstates, *(pt.stack(column) for column in zip(*rows, strict=True))]
 
-    outs = pytensor.scan(step, sequences=[dhs[::-1], *(s[::-1] for s in inputs)],
+    T = dhs.type.shape[0]
+    sequences = [model.blocks(s[::-1], unroll) for s in (dhs, *inputs)]
+    outs = pytensor.scan(step, sequences=sequences,
                          outputs_info=[*zeros, None, *([None] if cell.split_input_grad else [])],
-                         non_sequences=[W_h.T], return_updates=False, strict=True)
-    da_h = outs[k][::-1]
-    return da_h, (outs[k + 1][::-1] if cell.split_input_grad else da_h)
+                         non_sequences=[W_h.T], n_steps=model.iterations(T, unroll), return_updates=False,
+                         strict=True)
+    da_h = model.unblock(outs[k], T)[::-1]
+    return da_h, (model.unblock(outs[k + 1], T)[::-1] if cell.split_input_grad else da_h)
 
 
-def backward(x, dtop, tapes, p, config, keep=None, precision="float32"):
+def backward(x, dtop, tapes, p, config, keep=None, precision="float32", unroll=1):
     """Gradients of every layer's W_x, b_x, W_h, b_h from dtop, the (T, B, H) gradient at the top
-    layer's output (after dropout), given the tapes of model.run_layers(..., tape=True); the
-    products in `precision` (the one-hot product of layer 0 stays float32: a scatter-add of rows)."""
+    layer's output (after dropout), given the tapes of model.run_layers(..., tape=True) (and its unroll);
+    the products in `precision` (the one-hot product of layer 0 stays float32: a scatter-add of rows)."""
     cell = cells.cell(config, precision)
     grads, dout = {}, dtop
     V, H, G = config.vocab_size, config.hidden, cell.gates * config.hidden
@@ -49,7 +56,7 @@ def backward(x, dtop, tapes, p, config, keep=None, precision="float32"):
         W_x, b_x, W_h, b_h = model.layer_names(layer)
         t = tapes[layer]
         dhs = dout if keep is None else dout * keep[layer]
-        da_h, da_x = backward_layer(cell, dhs, t, p[W_h])
+        da_h, da_x = backward_layer(cell, dhs, t, p[W_h], unroll)
         rows_h, rows_x = da_h.reshape((-1, G)), da_x.reshape((-1, G))
         grads[W_h] = cell.dot(t["h_prev"].reshape((-1, H)).T, rows_h)
         grads[b_h] = rows_h.sum(axis=0)

@@ -25,7 +25,7 @@ from charrnn.sample import Sampler
 from charrnn.train import Trainer, TrainingDiverged, TrainingInterrupted, progress_bar
 
 # The library's errors a user can act on, and how the command line reports them (one line; exit 2, else 1).
-USAGE_ERRORS = (configs.OptionClash, DecodingError, TooShort)
+USAGE_ERRORS = (configs.OptionError, DecodingError, TooShort)
 USER_ERRORS = (CorpusError, checkpoint.CheckpointError, configs.ConfigError, lock.Unusable, PlotError,
                shakespeare.CorpusNotInstalled)
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, fields, replace
 from charrnn.backend import DEFAULT_BACKEND
 from charrnn.cells import CELLS
 from charrnn.corpus import Vocab, fingerprint
-from charrnn.model import ModelConfig
+from charrnn.model import ModelConfig, unroll_for
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,7 @@ class TrainConfig:
     lr_schedule: str = "char-rnn"
     warmup: int = 100  # cosine: updates of linear warm-up from lr / warmup to lr
     lr_floor: float = 0.1  # cosine: the learning rate at the end of the budget, as a fraction of lr
+    unroll: int = 1  # time steps per scan iteration, a divisor of seq_len: the same result at another speed
 
 
 PRESETS = {
@@ -62,14 +63,18 @@ BEFORE = {"lr_schedule": "char-rnn"}
 # backend and precision only change how fast the same update is computed (precision: within bfloat16's rounding).
 RESUMABLE = ("lr", "lr_decay", "lr_decay_after", "epochs", "max_steps", "max_time", "patience", "eval_every",
              "log_every", "checkpoint_every", "sample_length", "backend", "precision", "lr_schedule", "warmup",
-             "lr_floor")
+             "lr_floor", "unroll")
 
 
 class ConfigError(ValueError):
     """A configuration that cannot be used; the message says why."""
 
 
-class OptionClash(ConfigError):
+class OptionError(ConfigError):
+    """Options given on the command line that cannot be used as given."""
+
+
+class OptionClash(OptionError):
     """Options given on the command line that the checkpoint's run fixes."""
 
 
@@ -84,7 +89,23 @@ def build_configs(vocab_size, preset=None, **options):
     """ModelConfig and TrainConfig from the defaults, then the preset, then explicit options (not None)."""
     given = {k: v for k, v in options.items() if v is not None}
     model_values, train_values = _split({**PRESETS.get(preset, {}), **given})
-    return replace(ModelConfig(vocab_size), **model_values), replace(TrainConfig(), **train_values)
+    return replace(ModelConfig(vocab_size), **model_values), _checked(replace(TrainConfig(), **train_values))
+
+
+def _checked(train_cfg):
+    """`train_cfg`, or OptionError when its options cannot go together."""
+    if train_cfg.seq_len % train_cfg.unroll:
+        divisors = ", ".join(str(u) for u in range(1, train_cfg.seq_len + 1) if train_cfg.seq_len % u == 0)
+        raise OptionError(f"--unroll {train_cfg.unroll} does not divide --seq-len {train_cfg.seq_len}; "
+                          f"choose one of {divisors}")
+    return train_cfg
+
+
+def unroll_steps(train_cfg, steps=None):
+    """Time steps per scan iteration for `steps` time steps (default: seq_len, which --unroll
+    divides; a validation part too short for whole chunks has fewer): --unroll, or the largest
+    divisor of `steps` below it. Any choice computes the same."""
+    return unroll_for(steps or train_cfg.seq_len, train_cfg.unroll)
 
 
 def _defaults(meta):
@@ -125,7 +146,7 @@ def resume_configs(meta, options):
         allowed = ", ".join("--" + k.replace("_", "-") for k in RESUMABLE)
         raise OptionClash(f"{names} cannot change on --resume (the checkpoint has "
                           f"{', '.join(f'{k}={fixed.get(k)}' for k in clash)}); options that may change: {allowed}")
-    return model_cfg, replace(train_cfg, **{k: v for k, v in given.items() if k in RESUMABLE})
+    return model_cfg, _checked(replace(train_cfg, **{k: v for k, v in given.items() if k in RESUMABLE}))
 
 
 def resume_ids(meta, corpus_vocab, ids):

@@ -8,7 +8,7 @@ import pytensor.tensor as pt
 
 from charrnn import model
 from charrnn.backend import DEFAULT_BACKEND, compile_function
-from charrnn.configs import checkpoint_configs, sampler_context
+from charrnn.configs import checkpoint_configs, sampler_context, unroll_steps
 from charrnn.corpus import CorpusError, Vocab, eval_stream
 from charrnn.reading import Reader
 
@@ -18,14 +18,15 @@ MIN_STREAM = 4096
 STREAMS = 64
 
 
-def compile_eval_step(params, model_cfg, shape, backend=DEFAULT_BACKEND, precision="float32"):
+def compile_eval_step(params, model_cfg, shape, backend=DEFAULT_BACKEND, precision="float32", unroll=1):
     """fn(x, y, w, states) -> (summed nats, correct argmax guesses, final states) for (T, B) = `shape`
-    batches (static shapes: what JAX compiles); no dropout; the matrix products in `precision`."""
+    batches (static shapes: what JAX compiles); no dropout; the matrix products in `precision`;
+    unroll: time steps per scan iteration."""
     dtype, (T, B) = params["W_y"].dtype, shape
     x, y = pt.tensor("x", dtype="int32", shape=(T, B)), pt.tensor("y", dtype="int32", shape=(T, B))
     w = pt.tensor("w", dtype=dtype, shape=(T, B))
     states0 = pt.tensor("states", dtype=dtype, shape=(model_cfg.state_size, B, model_cfg.hidden))
-    top, finals, _ = model.run_layers(x, states0, params, model_cfg, precision=precision)
+    top, finals, _ = model.run_layers(x, states0, params, model_cfg, precision=precision, unroll=unroll)
     logits = model.output_logits(top, params, precision)
     weights = w.reshape((-1,))
     total = (model.token_nll(logits, y) * weights).sum()
@@ -39,7 +40,8 @@ def validation_step(params, model_cfg, train_cfg, val_ids):
     if val_ids is None or len(val_ids) < 2 or not train_cfg.val_frac:
         return None, None
     stream = eval_stream(val_ids, train_cfg.batch_size, train_cfg.seq_len)
-    return stream, compile_eval_step(params, model_cfg, (stream.T, stream.B), train_cfg.backend)
+    unroll = unroll_steps(train_cfg, stream.T)
+    return stream, compile_eval_step(params, model_cfg, (stream.T, stream.B), train_cfg.backend, unroll=unroll)
 
 
 def evaluate_stream(eval_fn, stream, model_cfg, carry_state, dtype="float32", bar=None):

@@ -94,36 +94,73 @@ def step_layers(x_t, states, p, config, precision="float32"):
     return h, pt.stack(new)
 
 
-def run_layer(cell, a_x, states0, W_h, b_h, mask=None, tape=False):
+def run_layer(cell, a_x, states0, W_h, b_h, mask=None, tape=False, unroll=1):
     """Scan one layer over its (T, B, G) input term from a list of (B, H) states.
 
     Returns (outs, saved): the (T, B, H) sequence of each state (h first), and with tape=True the
     cell's saved tensors by name (gate activations: what the backward pass and explain read).
     mask: optional (T, B) 0/1; where 0 the state stays at zero, so a right-aligned shorter sequence
     gives the states it would give alone.
+    unroll: time steps per scan iteration, a divisor of T (see `blocks`); the result is the same.
     """
     n = len(states0)
     recurrent = [W_h] if b_h is None else [W_h, b_h]
 
-    def step(a_t, *rest):
-        m_t, rest = (rest[0], rest[1:]) if mask is not None else (None, rest)
-        states, weights = rest[:n], rest[n:]
-        new, saved = cell.step(a_t, list(states), weights[0], weights[1] if len(weights) > 1 else None)
-        if m_t is not None:  # masked steps hold the state at zero (left padding of a window)
-            new = [m_t[:, None] * s for s in new]
-        new = [pt.specify_shape(s, old.type.shape) for s, old in zip(new, states, strict=True)]
-        return new + (saved if tape else [])
+    def step(a_block, *rest):  # (u, B, G) input terms; the carried (u, B, H) blocks end in the state
+        m_block, rest = (rest[0], rest[1:]) if mask is not None else (None, rest)
+        blocks_tm1, weights = rest[:n], rest[n:]
+        states, rows = [b[-1] for b in blocks_tm1], []
+        for j in range(unroll):
+            new, saved = cell.step(a_block[j], states, weights[0], weights[1] if len(weights) > 1 else None)
+            if m_block is not None:  # masked steps hold the state at zero (left padding of a window)
+                new = [m_block[j][:, None] * s for s in new]
+            states = [pt.specify_shape(s, old.type.shape) for s, old in zip(new, states0, strict=True)]
+            rows.append(states + (saved if tape else []))
+        return [pt.stack(column) for column in zip(*rows, strict=True)]
 
-    outs = pytensor.scan(step, sequences=[a_x] if mask is None else [a_x, mask],
-                         outputs_info=[*states0, *([None] * len(cell.saved) if tape else [])],
-                         non_sequences=recurrent, return_updates=False, strict=True)
-    outs = list(outs) if isinstance(outs, (list, tuple)) else [outs]
-    T, B = a_x.type.shape[:2]
-    states = [pt.specify_shape(o, (T, B, None)) for o in outs[:n]]  # static T, B where known (JAX)
+    T = a_x.type.shape[0]
+    sequences = [blocks(a_x, unroll)] + ([] if mask is None else [blocks(mask, unroll)])
+    first = [pt.stack([s] * unroll) for s in states0]  # only the last row is read
+    outs = pytensor.scan(step, sequences=sequences, outputs_info=[*first, *([None] * len(cell.saved) if tape else [])],
+                         non_sequences=recurrent, n_steps=iterations(T, unroll), return_updates=False, strict=True)
+    outs = [unblock(o, T) for o in (outs if isinstance(outs, (list, tuple)) else [outs])]
+    states = [pt.specify_shape(o, (T, *s.type.shape)) for o, s in zip(outs[:n], states0, strict=True)]  # static (JAX)
     return states, dict(zip(cell.saved, outs[n:])) if tape else {}
 
 
-def run_layers(x, states0, p, config, mask=None, keep=None, tape=False, precision="float32"):
+def blocks(seq, unroll):
+    """(T, ...) -> (T / unroll, unroll, ...): a scan over the blocks runs `unroll` steps per
+    iteration. XLA runs a scan as a while loop, which on a GPU costs kernel launches (and usually
+    a read of the loop condition) per iteration; on the development CPU the cost is per operation,
+    not per iteration, and unrolling gained nothing (benchmarks/overhead.py)."""
+    T = seq.type.shape[0]
+    if T is not None and T % unroll:
+        raise ValueError(f"unroll {unroll} does not divide the {T} time steps")
+    return seq.reshape([T // unroll if T is not None else seq.shape[0] // unroll, unroll, *_dims(seq, 1)])
+
+
+def iterations(T, unroll):
+    """Scan's n_steps for T steps (None where T is not static). Given, scan does not infer it from
+    the sequences' shapes, which walks every graph above them (seconds for an unrolled layer)."""
+    return None if T is None else T // unroll
+
+
+def unblock(seq, T):
+    """(T / unroll, unroll, ...) -> (T, ...), T static where known (None: taken from `seq`)."""
+    return seq.reshape([T if T is not None else seq.shape[0] * seq.shape[1], *_dims(seq, 2)])
+
+
+def _dims(seq, start):
+    """seq's dimensions from `start` on: static where known, else symbolic (so shapes stay static for JAX)."""
+    return [d if d is not None else seq.shape[i] for i, d in enumerate(seq.type.shape) if i >= start]
+
+
+def unroll_for(T, most):
+    """The largest divisor of T not above `most`: the unroll factor for T steps."""
+    return max(u for u in range(1, min(T, most) + 1) if T % u == 0)
+
+
+def run_layers(x, states0, p, config, mask=None, keep=None, tape=False, precision="float32", unroll=1):
     """Run all layers over (T, B) ids from (S, B, H) states.
 
     keep: optional (layers, T, B, H) dropout multipliers (0 or 1/(1-p)) applied to each layer's
@@ -131,14 +168,14 @@ def run_layers(x, states0, p, config, mask=None, keep=None, tape=False, precisio
     (S, B, H) final states, and per layer a tape: its `inputs`, `states0` and `outs` (lists of
     states), `hs` and `h_prev` (the (T, B, H) state each step started from) and, with tape=True,
     the cell's saved activations ("gates", "hn" or "tanh_c"). precision: of the matrix products,
-    float32 or bfloat16 (charrnn/precision.py).
+    float32 or bfloat16 (charrnn/precision.py). unroll: time steps per scan iteration (see run_layer).
     """
     cell = cells.cell(config, precision)
     inputs, finals, tapes = x, [], []
     for layer in range(config.layers):
         a_x, W_h, b_h = input_term(cell, layer, inputs, p)
         first = [states0[layer * cell.states + i] for i in range(cell.states)]
-        outs, saved = run_layer(cell, a_x, first, W_h, b_h, mask, tape)
+        outs, saved = run_layer(cell, a_x, first, W_h, b_h, mask, tape, unroll)
         finals.extend(o[-1] for o in outs)
         h_prev = pt.concatenate([first[0][None], outs[0][:-1]], axis=0)
         tapes.append({"inputs": inputs, "states0": first, "outs": outs, "hs": outs[0], "h_prev": h_prev, **saved})

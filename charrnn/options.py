@@ -168,6 +168,9 @@ TRAINING = [
     click.option("--lr-floor", type=click.FloatRange(0, 1),
                  help="cosine: the learning rate at the end of the budget, as a fraction of lr."
                       + _d(TrainConfig, "lr_floor")),
+    click.option("--unroll", type=POSITIVE,
+                 help="Time steps per loop iteration of the compiled step, a divisor of --seq-len: the same "
+                      "result at another speed (the first knob to try on a GPU)." + _d(TrainConfig, "unroll")),
 ]
 
 

@@ -13,9 +13,9 @@ import pytensor
 import pytensor.tensor as pt
 from tqdm import tqdm
 
-from charrnn import __version__, bptt, checkpoint, model, optim, precision, schedule
+from charrnn import __version__, bptt, checkpoint, dropout, model, optim, precision, schedule
 from charrnn.backend import compile_function, device
-from charrnn.configs import TrainConfig, sampler_context
+from charrnn.configs import TrainConfig, sampler_context, unroll_steps
 from charrnn.corpus import BatchStream, Vocab, fingerprint, id_counts
 from charrnn.evaluate import evaluate_stream, validation_step
 from charrnn.sample import Sampler
@@ -34,25 +34,29 @@ class TrainingInterrupted(RuntimeError):
 
 
 def compile_train_step(params, opt_state, model_cfg, train_cfg):
-    """fn(x, y, w, states, [keep,] lr) -> (mean nats per character, final states); applies one update."""
+    """fn(x, y, w, states, [step,] lr) -> (mean nats per character, final states); applies one update.
+    With dropout the masks are made inside from (rng_seed, step): step is the update's number (uint32)."""
     T, B, H, dtype = train_cfg.seq_len, train_cfg.batch_size, model_cfg.hidden, params["W_y"].dtype
     x = pt.tensor("x", dtype="int32", shape=(T, B))  # input ids
     y = pt.tensor("y", dtype="int32", shape=(T, B))  # target ids
     w = pt.tensor("w", dtype=dtype, shape=(T, B))  # 1 for real characters, 0 for padding
     states0 = pt.tensor("states", dtype=dtype, shape=(model_cfg.state_size, B, H))
-    keep = pt.tensor("keep", dtype=dtype, shape=(model_cfg.layers, T, B, H)) if model_cfg.dropout else None
+    step = pt.scalar("step", dtype="uint32") if model_cfg.dropout else None
+    keep = None if step is None else dropout.keep_multipliers((model_cfg.layers, T, B, H), model_cfg.dropout,
+                                                              train_cfg.rng_seed, step, dtype)
     lr = pt.scalar("lr", dtype=dtype)  # an input, so a schedule never recompiles
-    top, finals, tapes = model.run_layers(x, states0, params, model_cfg, keep=keep, tape=True,
-                                          precision=train_cfg.precision)
-    total = (model.token_nll(model.output_logits(top, params, train_cfg.precision), y) * w.reshape((-1,))).sum()
+    unroll, products = unroll_steps(train_cfg), train_cfg.precision
+    top, finals, tapes = model.run_layers(x, states0, params, model_cfg, keep=keep, tape=True, precision=products,
+                                          unroll=unroll)
+    total = (model.token_nll(model.output_logits(top, params, products), y) * w.reshape((-1,))).sum()
     mean = total / w.sum()
     # Autodiff from the loss down to the top layer's outputs, then the recurrent layers by hand.
     dW_y, db_y, dtop = pytensor.grad(total if train_cfg.loss == "sum" else mean, [params["W_y"], params["b_y"], top])
-    grads = {"W_y": dW_y, "b_y": db_y, **bptt.backward(x, dtop, tapes, params, model_cfg, keep, train_cfg.precision)}
+    grads = {"W_y": dW_y, "b_y": db_y, **bptt.backward(x, dtop, tapes, params, model_cfg, keep, products, unroll)}
     grads = [grads[name] for name in params]
     grads = dict(zip(params, optim.clip_by_global_norm(grads, train_cfg.clip), strict=True))
     updates = optim.updates(train_cfg.optimizer, params, grads, opt_state, lr)
-    inputs = [x, y, w, states0, *([keep] if keep is not None else []), lr]
+    inputs = [x, y, w, states0, *([step] if step is not None else []), lr]
     return compile_function(inputs, [mean, finals], updates=updates, backend=train_cfg.backend)
 
 
@@ -117,15 +121,17 @@ class DivergenceGuard:
         self.good = ({name: v.get_value() for name, v in self.variables.items()},
                      None if carried is None else carried.copy(), (state.step, state.epoch, state.position))
 
-    def loss_verdict(self, loss):
-        """Why one update's loss is a divergence, or None."""
-        return None if math.isfinite(loss) else f"the loss became {loss}"
+    def loss_verdict(self, state, losses):
+        """Why the losses of the updates up to state.step are a divergence (one is not finite), or None."""
+        first = state.step - len(losses) + 1
+        return next((f"the loss became {loss} at update {first + k}" for k, loss in enumerate(losses)
+                     if not math.isfinite(loss)), None)
 
     def window_verdict(self, state, window):
         """Why a logging window's losses are a divergence, or None (and then the window is the new reference)."""
         mean = float(np.mean(window))
         if mean > 3 * state.best_window_loss:
-            return f"the loss {mean:.3f} is more than 3x the best {state.best_window_loss:.3f}"
+            return f"the loss {mean:.3f} is more than 3x the best {state.best_window_loss:.3f} at update {state.step}"
         state.best_window_loss, self.strikes = min(state.best_window_loss, mean), 0
         return None
 
@@ -133,8 +139,8 @@ class DivergenceGuard:
         """Restore the last good weights into the shared variables and `state`; returns the carried states."""
         self.strikes += 1
         if self.strikes >= 3:
-            raise TrainingDiverged(f"{reason} at update {state.step + 1}, the third time in a row even after "
-                                   f"halving the learning rate; nothing of it was saved")
+            raise TrainingDiverged(f"{reason}, the third time in a row even after halving the learning rate; "
+                                   f"nothing of it was saved")
         arrays, carried, (state.step, state.epoch, state.position) = self.good
         for name, v in self.variables.items():
             v.set_value(arrays[name])
@@ -142,10 +148,18 @@ class DivergenceGuard:
         return None if carried is None else carried.copy()
 
 
+# Updates the loop may start before it waits for an earlier one to finish. JAX returns from an
+# update before it is done, so the host makes the next batch and starts the next update while the
+# device computes; a bound keeps what queued updates hold in memory small (the default network:
+# about 12 MB each, 400 MB more for 32 queued on the 2-core development machine).
+IN_FLIGHT = 2
+
+
 class RunLog:
     """metrics.jsonl, samples.txt and the log lines. It keeps the losses of the current logging
-    window and the time evaluation, checkpoints and samples took from it (so chars/s counts
-    training only). A new run starts both files afresh; a resumed one appends."""
+    window (the latest unread, where the updates computed them) and the time evaluation,
+    checkpoints and samples took from it (so chars/s counts training only). A new run starts both
+    files afresh; a resumed one appends."""
 
     def __init__(self, out_dir, log, chars_per_step, steps_per_epoch, fresh):
         self.metrics_path, self.samples_path, self.log = out_dir / "metrics.jsonl", out_dir / "samples.txt", log
@@ -153,19 +167,30 @@ class RunLog:
         for path in (self.metrics_path, self.samples_path) if fresh else ():
             path.write_text("", encoding="utf-8")
         self.start = self.window_start = time.perf_counter()
-        self.window, self.paused, self.updates = [], 0.0, 0
+        self.window, self.unread, self.paused, self.updates = [], [], 0.0, 0
 
-    def add(self, state, loss):
-        """One finished update's loss (`state` already counts it), on the bar too; the first update
-        of the process is said, with how long it took."""
+    def add(self, loss):
+        """One update's loss, just started, and the update on the bar. The loss is fetched only once
+        IN_FLIGHT later updates have started (which waits for its update to finish); the first
+        update of the process is waited for at once and said, with how long it took."""
         if not self.updates:
+            float(loss)  # waits for it
             self.log(f"first update done in {time.perf_counter() - self.start:.2f} s; training")
-        self.window.append(loss)
+        self.unread.append(loss)
+        if len(self.unread) > IN_FLIGHT:
+            self.unread[-IN_FLIGHT - 1] = float(self.unread[-IN_FLIGHT - 1])
         self.updates += 1
         self.bar.update(self.chars_per_step)
-        if state.step % 10 == 0:
+
+    def read(self, state):
+        """The losses added since the last read, as floats (waiting for the updates still running),
+        for the guard; they join the window, whose mean the bar shows."""
+        losses, self.unread = [float(loss) for loss in self.unread], []
+        self.window.extend(losses)
+        if losses:
             val = f", val {state.val_loss:.3f}" if state.val_loss is not None else ""
             self.bar.set_postfix_str(f"loss {np.mean(self.window[-100:]):.3f}{val} nats/char", refresh=False)
+        return losses
 
     def progress(self, disable, total_steps, state, desc):
         """The run's progress bar (`disable` as tqdm's), counting characters from `state` on."""
@@ -175,7 +200,7 @@ class RunLog:
 
     def rewind(self, state):
         """The run went back to `state`: the window's losses are dropped and the bar goes back too."""
-        self.window, self.bar.n = [], state.step * self.chars_per_step
+        self.window, self.unread, self.bar.n = [], [], state.step * self.chars_per_step
 
     def pause(self, since):
         """Take the time from `since` until now out of the window's training time."""
@@ -257,6 +282,7 @@ class Trainer:
         self.states = None  # (S, B, H) hidden state carried into the next batch
         self.eval_fn = self.val_loss_step = None
         self.dtype = self.params["W_y"].dtype
+        self.zeros = zero_states(model_cfg, train_cfg.batch_size, self.dtype)
 
     def restore(self, params, extras, meta):
         """Continue exactly where a checkpoint written by this class stopped: parameters, optimizer
@@ -308,42 +334,54 @@ class Trainer:
 
     def _loop(self):
         """Updates until a stop; after each, the guard, logging, evaluation and checkpoints have their turn."""
-        s, pending = self.state, {}
+        s = self.state
         self.guard.remember(s, self.states)
         with np.errstate(all="ignore"):  # overflow shows up as a non-finite loss: the guard's job
             while s.epoch < self.cfg.epochs and not self._should_stop():
                 if s.position == len(self.stream):  # --- an epoch is done
-                    s.epoch, s.position = s.epoch + 1, 0
-                    self.evaluate()
+                    if not self._diverged(self._read_losses()):
+                        s.epoch, s.position = s.epoch + 1, 0
+                        self.evaluate()
                     continue
-                loss = self._update(pending)  # --- one update
-                if self._diverged(self.guard.loss_verdict(loss)):
-                    continue
+                s.progress = self.budget.progress(s.step, time.perf_counter() - self.metrics.start)  # of the schedule
+                self.metrics.add(self._update())  # --- one update
                 s.step, s.position = s.step + 1, s.position + 1
-                self.metrics.add(s, loss)
-                if s.step % self.cfg.log_every == 0 or self._should_stop():  # --- logging
-                    if self._diverged(self.guard.window_verdict(s, self.metrics.window)):
-                        continue
-                    self.metrics.close_window(s, self.state.lr(self.cfg))
-                    self.guard.remember(s, self.states)
-                if s.step % self.cfg.eval_every == 0:  # --- evaluation
-                    self.evaluate()
-                if s.step % self.cfg.checkpoint_every == 0:  # --- checkpoint and sample
-                    self.checkpoint()
+                self._after_update()
 
-    def _update(self, pending):
-        """One update on the current batch, making the next batch while it runs; returns its loss.
-        `pending` holds the batch made ahead, keyed by (position, step)."""
+    def _after_update(self):
+        """Logging, evaluation and checkpoints, where due. The losses stay where the updates computed
+        them until one of these is due: then the guard reads every loss since the last read first."""
+        s, cfg = self.state, self.cfg
+        log = s.step % cfg.log_every == 0 or self._should_stop()
+        evaluate = s.step % cfg.eval_every == 0 and self.val_stream is not None
+        save = s.step % cfg.checkpoint_every == 0
+        if (log or evaluate or save) and self._diverged(self._read_losses()):
+            return
+        if log:  # --- logging
+            if self._diverged(self.guard.window_verdict(s, self.metrics.window)):
+                return
+            self.metrics.close_window(s, s.lr(cfg))
+            self.guard.remember(s, self.states)
+        if evaluate:  # --- evaluation
+            self.evaluate()
+        if save:  # --- checkpoint and sample
+            self.checkpoint()
+
+    def _update(self):
+        """Start one update on the current batch; returns its loss, unread (JAX returns before the
+        update is done, so the host goes on to the next batch while it runs)."""
         s = self.state
         if s.position == 0 or self.states is None or not self.cfg.carry_state:
-            self.states = zero_states(self.model_cfg, self.cfg.batch_size, self.dtype)  # at each epoch (or chunk)
-        x, y, w, *keep = pending.pop((s.position, s.step), None) or self._inputs(s.position, s.step)
-        pending.clear()  # after the guard went back, what was made ahead is not the next batch
-        s.progress = self.budget.progress(s.step, time.perf_counter() - self.metrics.start)
-        loss, self.states = self.step_fn(x, y, w, self.states, *keep, np.asarray(s.lr(self.cfg), self.dtype))
-        if s.position + 1 < len(self.stream):  # JAX returns before the update is done
-            pending[s.position + 1, s.step + 1] = self._inputs(s.position + 1, s.step + 1)
-        return float(loss)
+            self.states = self.zeros  # at each epoch (or chunk)
+        x, y, w = self.stream.batch(s.position)
+        key = [np.asarray(s.step, dtype=np.uint32)] if self.model_cfg.dropout else []  # the dropout masks'
+        loss, self.states = self.step_fn(x, y, w.astype(self.dtype, copy=False), self.states, *key,
+                                         np.asarray(s.lr(self.cfg), dtype=self.dtype))
+        return loss
+
+    def _read_losses(self):
+        """The guard's verdict on the losses not read yet."""
+        return self.guard.loss_verdict(self.state, self.metrics.read(self.state))
 
     def _diverged(self, reason):
         """With a verdict from the guard: back to the last good state, said in one line; True then."""
@@ -354,11 +392,6 @@ class Trainer:
         self.log(f"{reason}: back to update {self.state.step} with the learning rate halved to "
                  f"{self.state.lr(self.cfg):.3g}")
         return True
-
-    def _inputs(self, k, step):
-        """Batch k's x, y, w and the dropout multipliers of update `step` (none without dropout)."""
-        x, y, w = self.stream.batch(k)
-        return (x, y, w.astype(self.dtype), *dropout_keep(self.model_cfg, self.cfg, step, self.dtype))
 
     def evaluate(self):
         """Mean nats per character over the validation part, unless there is none or this update had
@@ -418,15 +451,3 @@ class StopSignals:
 def zero_states(model_cfg, batch_size, dtype):
     """(S, B, H) zeros: the state every stream starts from."""
     return np.zeros((model_cfg.state_size, batch_size, model_cfg.hidden), dtype=dtype)
-
-
-def dropout_keep(model_cfg, train_cfg, step, dtype):
-    """Inverted-dropout multipliers (0 or 1/(1-p)) for each layer's output at update `step` (a list,
-    empty without dropout), drawn on the host from a generator seeded by (rng_seed, step): resuming,
-    and the divergence guard going back, draw the same masks again without keeping any generator state."""
-    p = model_cfg.dropout
-    if not p:
-        return []
-    shape = (model_cfg.layers, train_cfg.seq_len, train_cfg.batch_size, model_cfg.hidden)
-    keep = np.random.default_rng([train_cfg.rng_seed, 1, step]).random(shape, dtype=np.float32) >= p
-    return [keep.astype(dtype) / np.asarray(1 - p, dtype=dtype)]

@@ -114,7 +114,7 @@ def test_unwritable_output_directory(tmp_path):
 
 @pytest.mark.parametrize("args", [["--hidden", "-3"], ["--layers", "0"], ["--seq-len", "-1"], ["--batch-size", "0"],
                                   ["--lr", "0"], ["--dropout", "-0.1"], ["--dropout", "1.0"], ["--val-frac", "1"],
-                                  ["--clip", "-1"], ["--epochs", "0"], ["--max-time", "-5m"]])
+                                  ["--clip", "-1"], ["--epochs", "0"], ["--max-time", "-5m"], ["--unroll", "0"]])
 def test_train_numbers_out_of_range(saved, args):
     result = run("train", str(saved.parent / "c.txt"), *args, "--out", str(saved))
     assert result.exit_code == 2 and args[0] in one_error_line(result), (args, result.stderr)
@@ -129,6 +129,14 @@ def test_predict_numbers_out_of_range(saved, args):
 def test_a_batch_larger_than_the_corpus(saved):
     result = run("train", str(saved.parent / "c.txt"), "--batch-size", "600", "--seq-len", "1", "--out", str(saved))
     assert result.exit_code == 2 and "needs at least 601" in one_error_line(result)
+
+
+def test_an_unroll_that_does_not_divide_the_sequence(saved):
+    result = run("train", str(saved.parent / "c.txt"), "--unroll", "3", "--seq-len", "8", "--out", str(saved))
+    assert result.exit_code == 2
+    assert "--unroll 3 does not divide --seq-len 8; choose one of 1, 2, 4, 8" in one_error_line(result)
+    result = run("train", str(saved.parent / "c.txt"), "--resume", str(saved / "latest.npz"), "--unroll", "3")
+    assert result.exit_code == 2 and "--unroll 3 does not divide --seq-len 8" in one_error_line(result)
 
 
 def test_read_only_output_directory(tmp_path, saved):

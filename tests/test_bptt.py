@@ -25,6 +25,13 @@ def test_written_out_gradients_equal_autodiff(cell, activation, layers, dropout)
                                        dropout=dropout))
 
 
+@pytest.mark.parametrize("cell,layers,unroll", [("rnn", 1, 6), ("gru", 2, 2), ("lstm", 2, 3)])
+def test_unrolled_scans_give_the_same_gradients(cell, layers, unroll):
+    """Several time steps per scan iteration (T = 6: two blocks of 3, three of 2, or one of 6) change
+    nothing but the loop's shape."""
+    check_against_autodiff(ModelConfig(vocab_size=V, hidden=H, cell=cell, layers=layers, dropout=0.3), unroll)
+
+
 class Leaky(cells.Cell):
     """A cell that is not charrnn's, to show that one entry in the table is all a new cell needs:
     n = tanh(x·W_x + b_x + h·W_h + b_h), h_t = (h + n) / 2."""
@@ -49,8 +56,9 @@ def test_a_new_cell_is_one_entry_in_the_table(monkeypatch):
     check_against_autodiff(ModelConfig(vocab_size=V, hidden=H, cell="leaky", layers=2, dropout=0.3))
 
 
-def check_against_autodiff(config):
-    """The written-out gradients of `config`'s network on random data equal pytensor.grad's."""
+def check_against_autodiff(config, unroll=1):
+    """The written-out gradients of `config`'s network on random data, its scans running `unroll`
+    steps per iteration, equal pytensor.grad's through the plain scans."""
     layers, dropout = config.layers, config.dropout
     rng = np.random.default_rng(7)
     p = model.shared_params(random_params(V, H, seed=3, config=config))
@@ -62,10 +70,10 @@ def check_against_autodiff(config):
     top_ref, finals_ref, _ = model.run_layers(x, states0, p, config, keep=keep)
     loss_ref = weighted_loss(top_ref, p, y, w)
     auto = pytensor.grad(loss_ref, [p[n] for n in names])
-    top, finals, tape = model.run_layers(x, states0, p, config, keep=keep, tape=True)
+    top, finals, tape = model.run_layers(x, states0, p, config, keep=keep, tape=True, unroll=unroll)
     loss = weighted_loss(top, p, y, w)
     dW_y, db_y, dtop = pytensor.grad(loss, [p["W_y"], p["b_y"], top])
-    written = {"W_y": dW_y, "b_y": db_y, **bptt.backward(x, dtop, tape, p, config, keep)}
+    written = {"W_y": dW_y, "b_y": db_y, **bptt.backward(x, dtop, tape, p, config, keep, unroll)}
     masks = [keep] if dropout else []
     fn = compile_py([x, y, w, states0, *masks],
                    [loss_ref, loss, finals_ref, finals, *auto, *(written[n] for n in names)])

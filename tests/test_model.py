@@ -138,3 +138,25 @@ def test_masked_states_equal_the_unpadded_run():
     top, _, _ = model.run_layers(x, pt.zeros((2, 1, H), dtype="float64"), model.shared_params(params), config, mask)
     padded = compile_py([x, mask], top[-1])(as_column([0, 0, 2, 1]), np.array([[0], [0], [1], [1]], dtype=float))
     np.testing.assert_allclose(padded[0], forward(params, [2, 1], config)[0][-1], rtol=1e-12)
+
+
+@pytest.mark.parametrize("unroll", [2, 4])
+def test_unrolled_masked_layers_equal_the_numpy_loop(unroll):
+    """Blocks of `unroll` steps per scan iteration (padding masked out, as the sampler reads a window)
+    give the plain loop's states."""
+    config = ModelConfig(vocab_size=V, hidden=H, cell="lstm", layers=2)
+    params = random_params(V, H, config=config)
+    x, mask = pt.tensor("x", dtype="int32", shape=(4, 1)), pt.tensor("m", dtype="float64", shape=(4, 1))
+    top, finals, _ = model.run_layers(x, pt.zeros((4, 1, H), dtype="float64"), model.shared_params(params), config,
+                                      mask, unroll=unroll)
+    got_top, got_finals = compile_py([x, mask], [top[:, 0], finals[:, 0]])(as_column([0, 2, 1, 3]),
+                                                                           np.array([[0], [1], [1], [1]], dtype=float))
+    want_top, _, want_finals = forward(params, [2, 1, 3], config)
+    np.testing.assert_allclose(got_top[1:], want_top, rtol=1e-12)
+    np.testing.assert_allclose(got_finals, want_finals, rtol=1e-12)
+    with pytest.raises(ValueError, match="unroll 3 does not divide the 4 time steps"):
+        model.run_layers(x, pt.zeros((4, 1, H), dtype="float64"), model.shared_params(params), config, unroll=3)
+
+
+def test_unroll_for_takes_the_largest_divisor():
+    assert [model.unroll_for(T, 8) for T in (64, 8, 100, 7, 1, 12)] == [8, 8, 5, 7, 1, 6]

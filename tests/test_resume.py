@@ -2,6 +2,7 @@
 import json
 import math
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -47,14 +48,16 @@ def ctrl_c_after(monkeypatch, step):
 
 # char-rnn's schedule decaying from the second epoch on, the first part stopped by its own --max-steps
 # and resumed with a larger one; cosine over --max-steps 40, the first part stopped by a Ctrl-C.
-CASES = {"char-rnn": ("adam", ["--lr-decay-after", "1", "--lr-decay", "0.5"]),
-         "cosine": ("momentum", ["--lr-schedule", "cosine", "--warmup", "5"])}
+# --unroll may change on resume, since it changes nothing but the speed.
+CASES = {"char-rnn": ("adam", ["--lr-decay-after", "1", "--lr-decay", "0.5"], "4"),
+         "cosine": ("momentum", ["--lr-schedule", "cosine", "--warmup", "5"], "1")}
 
 
 @pytest.mark.parametrize("schedule", list(CASES))
 def test_resume_continues_exactly(tmp_path, schedule, monkeypatch):
+    """Dropout included (its masks follow from the update's number)."""
     (tmp_path / "c.txt").write_text(PATTERN * 40)  # 520 characters: 16 batches of 4 x 8 per epoch
-    optimizer, options = CASES[schedule]
+    optimizer, options, unroll = CASES[schedule]
     train(tmp_path, "whole", "--optimizer", optimizer, *options, "--max-steps", "40")
     if schedule == "cosine":
         ctrl_c_after(monkeypatch, 23)
@@ -65,7 +68,8 @@ def test_resume_continues_exactly(tmp_path, schedule, monkeypatch):
     else:
         train(tmp_path, "split", "--optimizer", optimizer, *options, "--max-steps", "23")  # stops mid-epoch
     assert checkpoint.load(tmp_path / "split" / "latest.npz")[1]["step"] == 23
-    train(tmp_path, "split", "--resume", str(tmp_path / "split" / "latest.npz"), "--max-steps", "40")
+    train(tmp_path, "split", "--resume", str(tmp_path / "split" / "latest.npz"), "--max-steps", "40",
+          "--unroll", unroll)
     whole, split = losses(tmp_path / "whole"), losses(tmp_path / "split")
     assert sorted(split) == list(range(1, 41))  # the resumed run appended to the same metrics.jsonl
     np.testing.assert_allclose([split[s] for s in range(1, 41)], [whole[s] for s in range(1, 41)], rtol=1e-6)
@@ -143,6 +147,22 @@ def test_divergence_guard_halves_the_lr_and_aborts_after_three(tmp_path):
     assert len(halvings) == 2 and "5e+05" in halvings[0] and "2.5e+05" in halvings[1]
     assert "the third time in a row" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "run" / "latest.npz").exists()  # nothing diverged was written
+
+
+def test_the_guard_reads_every_loss_before_a_checkpoint(tmp_path):
+    """Losses are read at log lines, and before any checkpoint: with a checkpoint due every 3 updates
+    and no log line before update 1000, a loss that turned non-finite is still caught before it is
+    saved (and the update where it happened is named)."""
+    (tmp_path / "c.txt").write_text(PATTERN * 40)
+    result = CliRunner().invoke(cli, ["train", str(tmp_path / "c.txt"), "--preset", "lesson6", "--hidden", "16",
+                                      "--lr", "1e6", "--epochs", "5", "--log-every", "1000", "--checkpoint-every", "3",
+                                      "--out", str(tmp_path / "run")])
+    assert result.exit_code == 1, result.stderr
+    halvings = [line for line in result.stderr.splitlines() if "learning rate halved" in line]
+    assert len(halvings) == 2 and all(re.match(r"the loss became (nan|inf) at update [23]: back to update 0", line)
+                                      for line in halvings), halvings
+    assert "the third time in a row" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "run" / "latest.npz").exists()
 
 
 def test_patience_stops_when_validation_stops_improving(tmp_path):
