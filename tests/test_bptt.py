@@ -73,7 +73,7 @@ def check_against_autodiff(config, unroll=1):
     top, finals, tape = model.run_layers(x, states0, p, config, keep=keep, tape=True, unroll=unroll)
     loss = weighted_loss(top, p, y, w)
     dW_y, db_y, dtop = pytensor.grad(loss, [p["W_y"], p["b_y"], top])
-    written = {"W_y": dW_y, "b_y": db_y, **bptt.backward(x, dtop, tape, p, config, keep, unroll)}
+    written = {"W_y": dW_y, "b_y": db_y, **bptt.backward(x, dtop, tape, p, config, keep, unroll=unroll)}
     masks = [keep] if dropout else []
     fn = compile_py([x, y, w, states0, *masks],
                    [loss_ref, loss, finals_ref, finals, *auto, *(written[n] for n in names)])
