@@ -34,6 +34,10 @@ class Budget:
         self.total_steps = min(steps_per_epoch * cfg.epochs, cfg.max_steps or math.inf)
         self.start = progress  # the progress a resumed run's checkpoint holds: where a time-based schedule was
 
+    def spent(self, step, seconds):
+        """True once `step` updates are the budget's, or `seconds` of training time reach --max-time."""
+        return step >= self.total_steps or (self.cfg.max_time is not None and seconds >= self.cfg.max_time)
+
     def timed(self):
         """True when progress is measured in time (--max-time without --max-steps)."""
         return self.cfg.max_time is not None and self.cfg.max_steps is None

@@ -192,6 +192,10 @@ class RunLog:
             self.bar.set_postfix_str(f"loss {np.mean(self.window[-100:]):.3f}{val} nats/char", refresh=False)
         return losses
 
+    def elapsed(self):
+        """Seconds since the run (this invocation) started."""
+        return time.perf_counter() - self.start
+
     def progress(self, disable, total_steps, state, desc):
         """The run's progress bar (`disable` as tqdm's), counting characters from `state` on."""
         self.bar = progress_bar(disable, total=total_steps * self.chars_per_step,
@@ -229,8 +233,9 @@ class RunLog:
         self.log(f"step {state.step}: validation loss {state.val_loss:.4f} nats/char, "
                  f"{state.val_loss / math.log(2):.4f} bits/char{' (best so far: best.npz)' if best else ''}")
 
-    def sample(self, state, seed, text):
-        """Append a sample to samples.txt."""
+    def sample(self, state, seed, text, path):
+        """Append a sample to samples.txt, and say it with checkpoint `path`."""
+        self.log(f"checkpoint {path} (step {state.step}); sample:\n{seed}{text}")
         with open(self.samples_path, "a", encoding="utf-8") as f:
             f.write(f"--- step {state.step}, loss {state.loss} ---\n{seed}{text}\n")
 
@@ -296,6 +301,7 @@ class Trainer:
         """Compile the training step, saying so and where it runs (the evaluation step compiles in `run`,
         once the validation stream's shape is known)."""
         self.device = device(self.cfg.backend)
+        self.where = f"{self.cfg.backend} on {self.device}"  # the bar's description
         self.log(f"compiling the training step with the {self.cfg.backend} backend on {self.device}"
                  f"{precision.describe(self.cfg.precision, self.cfg.backend)}...")
         start = time.perf_counter()
@@ -306,8 +312,7 @@ class Trainer:
         """Train until a stop; returns the path of latest.npz."""
         self._prepare(train_ids, val_ids)
         with StopSignals() as self.signals:  # the loop finishes its update, then stops and checkpoints
-            desc = f"{self.cfg.backend} on {self.device}"
-            with self.metrics.progress(self.bar_off, self.budget.total_steps, self.state, desc):
+            with self.metrics.progress(self.bar_off, self.budget.total_steps, self.state, self.where):
                 self._loop()
                 self.evaluate()
             if self.state.step % self.cfg.checkpoint_every or self.signals.signum:
@@ -323,14 +328,11 @@ class Trainer:
         self.val_stream, self.eval_fn = validation_step(self.params, self.model_cfg, self.cfg, val_ids)
         self.description = RunDescription.of(self.vocab, self.model_cfg, self.cfg, train_ids, len(self.stream))
         self.seed_ids = train_ids[: self.cfg.seq_len]
-        per_step = self.cfg.seq_len * self.cfg.batch_size
-        self.metrics = RunLog(self.out_dir, self.log, per_step, len(self.stream), fresh=not self.resumed)
+        self.metrics = RunLog(self.out_dir, self.log, self.stream.T * self.stream.B, len(self.stream), not self.resumed)
 
     def _should_stop(self):
-        s, cfg = self.state, self.cfg
-        over_time = cfg.max_time is not None and time.perf_counter() - self.metrics.start >= cfg.max_time
-        patience = cfg.patience is not None and s.evals_since_best >= cfg.patience
-        return s.step >= self.budget.total_steps or over_time or patience or bool(self.signals.signum)
+        patience = self.cfg.patience is not None and self.state.evals_since_best >= self.cfg.patience
+        return self.budget.spent(self.state.step, self.metrics.elapsed()) or patience or bool(self.signals.signum)
 
     def _loop(self):
         """Updates until a stop; after each, the guard, logging, evaluation and checkpoints have their turn."""
@@ -339,11 +341,11 @@ class Trainer:
         with np.errstate(all="ignore"):  # overflow shows up as a non-finite loss: the guard's job
             while s.epoch < self.cfg.epochs and not self._should_stop():
                 if s.position == len(self.stream):  # --- an epoch is done
-                    if not self._diverged(self._read_losses()):
+                    if not self._diverged(self.guard.loss_verdict(s, self.metrics.read(s))):
                         s.epoch, s.position = s.epoch + 1, 0
                         self.evaluate()
                     continue
-                s.progress = self.budget.progress(s.step, time.perf_counter() - self.metrics.start)  # of the schedule
+                s.progress = self.budget.progress(s.step, self.metrics.elapsed())  # of the schedule
                 self.metrics.add(self._update())  # --- one update
                 s.step, s.position = s.step + 1, s.position + 1
                 self._after_update()
@@ -355,7 +357,7 @@ class Trainer:
         log = s.step % cfg.log_every == 0 or self._should_stop()
         evaluate = s.step % cfg.eval_every == 0 and self.val_stream is not None
         save = s.step % cfg.checkpoint_every == 0
-        if (log or evaluate or save) and self._diverged(self._read_losses()):
+        if (log or evaluate or save) and self._diverged(self.guard.loss_verdict(s, self.metrics.read(s))):
             return
         if log:  # --- logging
             if self._diverged(self.guard.window_verdict(s, self.metrics.window)):
@@ -378,10 +380,6 @@ class Trainer:
         loss, self.states = self.step_fn(x, y, w.astype(self.dtype, copy=False), self.states, *key,
                                          np.asarray(s.lr(self.cfg), dtype=self.dtype))
         return loss
-
-    def _read_losses(self):
-        """The guard's verdict on the losses not read yet."""
-        return self.guard.loss_verdict(self.state, self.metrics.read(self.state))
 
     def _diverged(self, reason):
         """With a verdict from the guard: back to the last good state, said in one line; True then."""
@@ -414,8 +412,7 @@ class Trainer:
         path = self._save("latest.npz")
         seed = self.vocab.decode(self.seed_ids)
         text = self.vocab.decode(self.sampler.generate(self.seed_ids, self.cfg.sample_length, 1.0, self.state.step))
-        self.metrics.sample(self.state, seed, text)
-        self.log(f"checkpoint {path} (step {self.state.step}); sample:\n{seed}{text}")
+        self.metrics.sample(self.state, seed, text, path)
         self.metrics.pause(start)
 
     def _save(self, name):
