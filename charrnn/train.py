@@ -202,6 +202,10 @@ class RunLog:
                                 initial=state.step * self.chars_per_step, smoothing=0.05, desc=desc)
         return self.bar
 
+    def pending(self):
+        """True while losses of updates are not in a logged window yet."""
+        return bool(self.unread or self.window)
+
     def rewind(self, state):
         """The run went back to `state`: the window's losses are dropped and the bar goes back too."""
         self.window, self.unread, self.bar.n = [], [], state.step * self.chars_per_step
@@ -314,6 +318,7 @@ class Trainer:
         with StopSignals() as self.signals:  # the loop finishes its update, then stops and checkpoints
             with self.metrics.progress(self.bar_off, self.budget.total_steps, self.state, self.where):
                 self._loop()
+                self._after_update(stopped=True)  # a budget spent in a validation pass stops between log lines
                 self.evaluate()
             if self.state.step % self.cfg.checkpoint_every or self.signals.signum:
                 self.checkpoint()
@@ -350,17 +355,18 @@ class Trainer:
                 s.step, s.position = s.step + 1, s.position + 1
                 self._after_update()
 
-    def _after_update(self):
-        """Logging, evaluation and checkpoints, where due. The losses stay where the updates computed
-        them until one of these is due: then the guard reads every loss since the last read first."""
+    def _after_update(self, stopped=False):
+        """Logging, evaluation and checkpoints, where due (`stopped`: the loop ended, and only a window
+        not logged yet is). The losses stay where the updates computed them until one of these is
+        due: then the guard reads every loss since the last read first."""
         s, cfg = self.state, self.cfg
-        log = s.step % cfg.log_every == 0 or self._should_stop()
-        evaluate = s.step % cfg.eval_every == 0 and self.val_stream is not None
-        save = s.step % cfg.checkpoint_every == 0
+        log = self.metrics.pending() if stopped else s.step % cfg.log_every == 0 or self._should_stop()
+        evaluate = not stopped and s.step % cfg.eval_every == 0 and self.val_stream is not None
+        save = not stopped and s.step % cfg.checkpoint_every == 0
         if (log or evaluate or save) and self._diverged(self.guard.loss_verdict(s, self.metrics.read(s))):
             return
-        if log:  # --- logging
-            if self._diverged(self.guard.window_verdict(s, self.metrics.window)):
+        if log:  # --- logging (a last, partial window is too short for the 3x rule)
+            if not stopped and self._diverged(self.guard.window_verdict(s, self.metrics.window)):
                 return
             self.metrics.close_window(s, s.lr(cfg))
             self.guard.remember(s, self.states)
