@@ -4,7 +4,7 @@ A counter-based generator, as JAX's threefry and NumPy's Philox are: the random 
 of update s's masks are a hash of i under a key hashed from (rng_seed, s), so the host sends only
 the update's number, and a resumed run (or the divergence guard going back) makes the same masks
 again without any generator state in the checkpoint. The hash is MurmurHash3's 32-bit finalizer
-(a bijection of uint32 with full avalanche) written in PyTensor's own integer operations, so every
+(a bijection of uint32 with good avalanche) written in PyTensor's own integer operations, so every
 backend computes the same masks. PyTensor's random variables, the other way, become jax.random's
 threefry in JAX: 20 ms for the default network's (2, 64, 64, 256) masks on the 2-core development
 machine, where this hash took 0.5 ms and NumPy, drawing them on the host before, 4.5 ms
@@ -31,7 +31,7 @@ def fmix32(h):
 
 def update_key(rng_seed, step):
     """A uint32 key for update `step` (a uint32 scalar tensor) of the run seeded `rng_seed` (an int >= 0)."""
-    words = np.random.SeedSequence([rng_seed, 1]).generate_state(2)  # any seed, down to 64 bits of it
+    words = np.random.SeedSequence([rng_seed, 1]).generate_state(2)  # any int >= 0, all of it mixed in
     return fmix32(fmix32(step ^ _u32(words[0])) ^ _u32(words[1]))
 
 
