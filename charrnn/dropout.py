@@ -23,10 +23,16 @@ def _u32(value):
 def fmix32(h):
     """MurmurHash3's finalizer on uint32 tensors (x >> k written as x // 2^k: PyTensor has no shifts)."""
     h = h ^ (h // _u32(1 << 16))
-    h = h * _u32(0x85EBCA6B)
+    h = _mul32(h, 0x85EBCA6B)
     h = h ^ (h // _u32(1 << 13))
-    h = h * _u32(0xC2B2AE35)
+    h = _mul32(h, 0xC2B2AE35)
     return h ^ (h // _u32(1 << 16))
+
+
+def _mul32(h, factor):
+    """h * factor modulo 2^32. The mask is a no-op in uint32, but PyTensor's Numba backend computes
+    a fused chain of uint32 operations in 64 bits, and there it keeps the product's low 32 bits."""
+    return (h * _u32(factor)) & _u32(0xFFFFFFFF)
 
 
 def update_key(rng_seed, step):
@@ -39,6 +45,6 @@ def keep_multipliers(shape, p, rng_seed, step, dtype):
     """Inverted-dropout multipliers of `shape`: 0 with probability p, else 1/(1-p), a function of
     (rng_seed, step, position) only."""
     index = pt.arange(int(np.prod(shape)), dtype="uint32").reshape(shape)
-    bits = fmix32(index * _u32(GOLDEN) ^ update_key(rng_seed, step))
+    bits = fmix32(_mul32(index, GOLDEN) ^ update_key(rng_seed, step))
     threshold = min(round(p * 2**32), 2**32 - 1)  # P(bits < threshold) = p
     return pt.cast(bits >= _u32(threshold), dtype) * np.asarray(1 / (1 - p), dtype=dtype)
