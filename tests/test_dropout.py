@@ -31,7 +31,7 @@ def masks(shape, p, rng_seed, backend):
     return lambda s: np.asarray(fn(np.asarray(s, dtype=np.uint32)))
 
 
-@pytest.mark.parametrize("backend", ["jax", "c"])
+@pytest.mark.parametrize("backend", ["jax", "c", "numba"])
 def test_masks_follow_from_seed_update_and_position(backend):
     shape = (2, 8, 4, 16)  # (layers, T, B, H)
     keep = masks(shape, 0.25, 7, backend)

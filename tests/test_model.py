@@ -140,15 +140,14 @@ def test_masked_states_equal_the_unpadded_run():
     np.testing.assert_allclose(padded[0], forward(params, [2, 1], config)[0][-1], rtol=1e-12)
 
 
-@pytest.mark.parametrize("unroll", [2, 4])
-def test_unrolled_masked_layers_equal_the_numpy_loop(unroll):
-    """Blocks of `unroll` steps per scan iteration (padding masked out, as the sampler reads a window)
+def test_unrolled_masked_layers_equal_the_numpy_loop():
+    """Blocks of two steps per scan iteration (padding masked out, as the sampler reads a window)
     give the plain loop's states."""
     config = ModelConfig(vocab_size=V, hidden=H, cell="lstm", layers=2)
     params = random_params(V, H, config=config)
     x, mask = pt.tensor("x", dtype="int32", shape=(4, 1)), pt.tensor("m", dtype="float64", shape=(4, 1))
     top, finals, _ = model.run_layers(x, pt.zeros((4, 1, H), dtype="float64"), model.shared_params(params), config,
-                                      mask, unroll=unroll)
+                                      mask, unroll=2)
     got_top, got_finals = compile_py([x, mask], [top[:, 0], finals[:, 0]])(as_column([0, 2, 1, 3]),
                                                                            np.array([[0], [1], [1], [1]], dtype=float))
     want_top, _, want_finals = forward(params, [2, 1, 3], config)
