@@ -4,7 +4,6 @@ The only module that talks to the terminal. Data goes to stdout; progress, logs 
 """
 import io
 import json
-import os
 import sys
 from functools import partial
 from pathlib import Path
@@ -14,13 +13,13 @@ from tqdm import tqdm
 
 from charrnn import __version__, checkpoint, configs, explain, idcache, lock, page, report, shakespeare
 from charrnn.plot import PlotError, plot
-from charrnn.backend import DEFAULT_BACKEND, write_atomically
-from charrnn.decode import Decoding, DecodingError, continuation, encode_seed, first_line
+from charrnn.backend import DEFAULT_BACKEND
+from charrnn.decode import Decoding, DecodingError, continuation, encode_seed, first_line, read_seed_file, seed_source
 from charrnn.corpus import CorpusError, TooShort, Vocab, check_sizes, read_text, split
 from charrnn.evaluate import score_text
 from charrnn.model import shared_params
 from charrnn.options import (BACKEND, CHECKPOINT, ENV, JSON, PRECISION, QUIET, RUN_DIR, default_checkpoint, encoding,
-                             explain_options, predict_options, run_options, training_options)
+                             explain_options, predict_options, run_options, training_options, write_output)
 from charrnn.sample import Sampler
 from charrnn.train import Trainer, TrainingDiverged, TrainingInterrupted, progress_bar
 
@@ -142,7 +141,9 @@ def predict(seed, seed_file, encoding, checkpoint_path, length, rng_seed, show_n
       echo "First Cit" | charrnn predict --seed - --next
       charrnn predict --seed - --each-line --length 80 < prompts.txt
     """
-    decoding = _decoding(seed, seed_file, each_line, options)
+    option = seed_source(seed, seed_file, each_line)
+    decoding = Decoding(**options)
+    decoding.check()
     params, meta = _load(checkpoint_path)
     vocab = Vocab.from_json(meta["vocab"])
     model_cfg, train_cfg = configs.checkpoint_configs(meta)
@@ -150,14 +151,14 @@ def predict(seed, seed_file, encoding, checkpoint_path, length, rng_seed, show_n
                       backend or DEFAULT_BACKEND, cache=True)
     text = partial(continuation, sampler, vocab, decoding=decoding)
     if each_line:
-        lines = sys.stdin if seed == "-" else io.StringIO(_read_seed_file(seed_file, encoding))
+        lines = sys.stdin if seed == "-" else io.StringIO(read_seed_file(seed_file, encoding))
         for i, line in enumerate(lines):
             click.echo(first_line(text, vocab, line.removesuffix("\n"), length, rng_seed + i, unknown))
             sys.stdout.flush()
         return
-    seed = _read_seed_file(seed_file, encoding) if seed_file else seed
-    option = "--seed-file" if seed_file else "--seed"
-    seed_ids = encode_seed(vocab, sys.stdin.read().removesuffix("\n") if seed == "-" else seed, unknown, option)
+    if seed_file or seed == "-":
+        seed = read_seed_file(seed_file, encoding) if seed_file else sys.stdin.read().removesuffix("\n")
+    seed_ids = encode_seed(vocab, seed, unknown, option)
     if show_next:
         best, probs = sampler.next_chars(seed_ids)
         click.echo(report.format_next(vocab.decode(seed_ids), vocab.decode(best), probs))
@@ -167,24 +168,6 @@ def predict(seed, seed_file, encoding, checkpoint_path, length, rng_seed, show_n
         sys.stdout.flush()
     if sys.stdout.isatty():
         click.echo()
-
-
-def _decoding(seed, seed_file, each_line, options):
-    """The Decoding of predict's options, refusing in one line what does not go together."""
-    if (seed is None) == (seed_file is None):
-        raise click.UsageError("give the text to start from with --seed or --seed-file (one of them)")
-    if each_line and seed not in ("-", None):
-        raise click.UsageError("--each-line reads its seeds from stdin or a file: use it with --seed - or --seed-file")
-    decoding = Decoding(**options)
-    decoding.check()
-    return decoding
-
-
-def _read_seed_file(path, encoding):
-    try:
-        return read_text(path, encoding)
-    except CorpusError as e:
-        raise click.ClickException(f"--seed-file: {e}") from None
 
 
 def _load(path, extras=False, describe=False):
@@ -323,7 +306,7 @@ def explain_command(file, given, checkpoint_path, output, fmt, top_k, max_chars,
         lines = (report.format_explain_tsv(rows, top_k) if fmt == "tsv"
                  else (json.dumps(r, ensure_ascii=False) for r in rows))
         data = "".join(line + "\n" for line in lines)
-    _write_output(output, data)
+    write_output(output, data)
 
 
 def _explain_text(file, given, encoding):
@@ -336,18 +319,3 @@ def _explain_text(file, given, encoding):
             raise click.BadParameter("the text is empty", param_hint="'--text'")
         return given, "--text"
     return read_text(file, encoding), "<stdin>" if file == "-" else file
-
-
-def _write_output(output, data):
-    """Write `data` to stdout (no OUTPUT, or -) or atomically to OUTPUT: a reader never sees half of it."""
-    if output in (None, "-"):
-        try:
-            click.echo(data, nl=False)
-            sys.stdout.flush()
-        except BrokenPipeError:  # `| head`: the reader has what it wanted
-            sys.stdout = open(os.devnull, "w")
-        return
-    try:
-        write_atomically(Path(output), lambda f: f.write(data.encode("utf-8")), public=True)
-    except OSError as e:
-        raise click.ClickException(f"cannot write {output}: {e.strerror or e}") from None

@@ -3,6 +3,7 @@ ending at the first stop string; which of those options go together."""
 from dataclasses import dataclass
 
 from charrnn.beam import BeamConfig, beam_search
+from charrnn.corpus import CorpusError, read_text
 from charrnn.sample import until_stop
 
 
@@ -78,3 +79,20 @@ def first_line(text, vocab, seed, length, rng_seed, unknown):
     if not (vocab.known(seed) if unknown == "skip" else seed):
         return ""  # nothing to continue from
     return "".join(text(encode_seed(vocab, seed, unknown), length, rng_seed, extra_stops=["\n"]))
+
+
+def seed_source(seed, seed_file, each_line):
+    """The option the seed comes from (--seed or --seed-file); DecodingError for a choice that does not go together."""
+    if (seed is None) == (seed_file is None):
+        raise DecodingError("give the text to start from with --seed or --seed-file (one of them)")
+    if each_line and seed not in ("-", None):
+        raise DecodingError("--each-line reads its seeds from stdin or a file: use it with --seed - or --seed-file")
+    return "--seed-file" if seed_file else "--seed"
+
+
+def read_seed_file(path, encoding):
+    """The text of --seed-file; a CorpusError that names the option."""
+    try:
+        return read_text(path, encoding)
+    except CorpusError as e:
+        raise CorpusError(f"--seed-file: {e}") from None

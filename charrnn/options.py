@@ -2,6 +2,8 @@
 for every command that takes them (as simonw/llm does)."""
 import logging
 import math
+import os
+import sys
 import tempfile
 import warnings
 from dataclasses import fields
@@ -9,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from charrnn.backend import BACKENDS, DEFAULT_BACKEND
+from charrnn.backend import BACKENDS, DEFAULT_BACKEND, write_atomically
 from charrnn.cells import CELLS
 from charrnn.configs import PRESETS, TrainConfig
 from charrnn.model import ModelConfig
@@ -86,6 +88,21 @@ class Output(click.Path):
             except OSError as e:
                 raise click.ClickException(f"cannot write {path}: {e.strerror or e}") from None
         return path
+
+
+def write_output(output, data):
+    """Write `data` to stdout (no OUTPUT, or -) or atomically to an Output: a reader never sees half of it."""
+    if output in (None, "-"):
+        try:
+            click.echo(data, nl=False)
+            sys.stdout.flush()
+        except BrokenPipeError:  # `| head`: the reader has what it wanted
+            sys.stdout = open(os.devnull, "w")
+        return
+    try:
+        write_atomically(Path(output), lambda f: f.write(data.encode("utf-8")), public=True)
+    except OSError as e:
+        raise click.ClickException(f"cannot write {output}: {e.strerror or e}") from None
 
 
 class Duration(click.ParamType):

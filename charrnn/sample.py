@@ -235,7 +235,6 @@ class Sampler:
         temperature = pt.scalar("temperature", dtype=self._dtype)
         top_k = pt.scalar("top_k", dtype="int32") if truncate else None
         top_p = pt.scalar("top_p", dtype=self._dtype) if truncate else None
-        names = list(self.params)
         V, T = self.config.vocab_size, self.context
 
         def choose(f_t, logits, u_t):
@@ -247,7 +246,7 @@ class Sampler:
                      pt.tensor("states", dtype=self._dtype, shape=(self.config.state_size, 1, self.config.hidden))]
 
             def step(f_t, u_t, logits, states, *weights):
-                p = dict(zip(names, weights, strict=True))
+                p = dict(zip(self.params, weights, strict=True))
                 c = choose(f_t, logits, u_t)
                 top, new_states = model.step_layers(c[None], states, p, self.config)
                 new_logits = model.output_logits(top, p)[0]
@@ -257,13 +256,13 @@ class Sampler:
                      pt.tensor("mask", dtype=self._dtype, shape=(T,))]  # 1 where the window holds a character
 
             def step(f_t, u_t, window, mask, *weights):
-                p = dict(zip(names, weights, strict=True))
+                p = dict(zip(self.params, weights, strict=True))
                 top, _, _ = model.run_layers(window[:, None], self._zeros(1), p, self.config, mask=mask[:, None])
                 c = choose(f_t, model.output_logits(top[-1], p)[0], u_t)
                 return pt.concatenate([window[1:], c[None]]), pt.concatenate([mask[1:], pt.ones((1,), self._dtype)]), c
 
         *carried, ids = pytensor.scan(step, sequences=[forced, u], outputs_info=[*carry, None],
-                                      non_sequences=[self.params[name] for name in names],
+                                      non_sequences=list(self.params.values()),
                                       return_updates=False, strict=True)
         inputs = [*carry, forced, u, temperature, *([top_k, top_p] if truncate else [])]
         return compile_function(inputs, [*(c[-1] for c in carried), ids], backend=self.backend)
