@@ -34,6 +34,7 @@ class TrainConfig:
     sample_length: int = 200  # characters in each training-time sample
     rng_seed: int = 0  # weight initialisation, dropout masks and sample draws
     backend: str = DEFAULT_BACKEND  # PyTensor backend, see backend.BACKENDS
+    devices: int = 1  # data-parallel devices over all processes (devices.py); the streams split evenly
 
 
 PRESETS = {
@@ -49,7 +50,7 @@ PRESETS = {
 
 # Options that may differ from the checkpoint's when resuming; every other one is fixed by the run.
 RESUMABLE = ("lr", "lr_decay", "lr_decay_after", "epochs", "max_steps", "max_time", "patience", "eval_every",
-             "log_every", "checkpoint_every", "sample_length", "backend")
+             "log_every", "checkpoint_every", "sample_length", "backend", "devices")
 
 
 class ConfigError(ValueError):

@@ -75,7 +75,9 @@ def input_term(cell, layer, inputs, p):
     """Layer `layer`'s input term for ids (layer 0) or the layer below's outputs, with b_h folded
     in where the cell allows, and the recurrent weights: (a_x, W_h, b_h)."""
     W_x, b_x, W_h, b_h = (p[name] for name in layer_names(layer))
-    a_x = input_projection(inputs, W_x, b_x) if layer == 0 else pt.dot(inputs, W_x) + b_x
+    # matmul, not dot: PyTensor flattens either to one product for one device, and a batch split over
+    # devices keeps it one product per device (devices.py).
+    a_x = input_projection(inputs, W_x, b_x) if layer == 0 else pt.matmul(inputs, W_x) + b_x
     return (a_x + b_h, W_h, None) if cell.folds_bias else (a_x, W_h, b_h)
 
 
@@ -141,6 +143,14 @@ def run_layers(x, states0, p, config, mask=None, keep=None, tape=False):
         tapes.append({"inputs": inputs, "states0": first, "outs": outs, "hs": outs[0], "h_prev": h_prev, **saved})
         inputs = outs[0] if keep is None else outs[0] * keep[layer]
     return inputs, pt.stack(finals), tapes
+
+
+def positions(v, by_stream=False):
+    """(T, B, ...) -> (T*B, ...), one row per position: time by time, which one device computes
+    fastest, or stream by stream. A batch split over devices (devices.py) needs the streams' rows
+    together: in time-major rows every device's streams are interleaved, and XLA would gather the
+    whole batch onto every device to make them."""
+    return (v.swapaxes(0, 1) if by_stream else v).reshape((-1, *v.type.shape[2:]))
 
 
 def output_logits(hs, p):

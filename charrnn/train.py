@@ -6,6 +6,7 @@ import signal
 import sys
 import time
 from dataclasses import asdict, dataclass, fields
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -13,8 +14,8 @@ import pytensor
 import pytensor.tensor as pt
 from tqdm import tqdm
 
-from charrnn import __version__, bptt, checkpoint, model, optim
-from charrnn.backend import compile_function, device
+from charrnn import __version__, bptt, checkpoint, devices, model, optim
+from charrnn.backend import device
 from charrnn.configs import TrainConfig, sampler_context
 from charrnn.corpus import BatchStream, Vocab, fingerprint, id_counts
 from charrnn.evaluate import evaluate_stream, validation_step
@@ -42,17 +43,20 @@ def compile_train_step(params, opt_state, model_cfg, train_cfg):
     states0 = pt.tensor("states", dtype=dtype, shape=(model_cfg.state_size, B, H))
     keep = pt.tensor("keep", dtype=dtype, shape=(model_cfg.layers, T, B, H)) if model_cfg.dropout else None
     lr = pt.scalar("lr", dtype=dtype)  # an input, so a schedule never recompiles
+    by_stream = train_cfg.devices > 1  # the streams are split over devices: model.positions
+    rows = partial(model.positions, by_stream=by_stream)
     top, finals, tapes = model.run_layers(x, states0, params, model_cfg, keep=keep, tape=True)
-    total = (model.token_nll(model.output_logits(top, params), y) * w.reshape((-1,))).sum()
+    total = (model.token_nll(model.output_logits(rows(top), params), rows(y)) * rows(w)).sum()
     mean = total / w.sum()
     # Autodiff from the loss down to the top layer's outputs, then the recurrent layers by hand.
     dW_y, db_y, dtop = pytensor.grad(total if train_cfg.loss == "sum" else mean, [params["W_y"], params["b_y"], top])
-    grads = {"W_y": dW_y, "b_y": db_y, **bptt.backward(x, dtop, tapes, params, model_cfg, keep)}
+    grads = {"W_y": dW_y, "b_y": db_y, **bptt.backward(x, dtop, tapes, params, model_cfg, keep, by_stream)}
     grads = [grads[name] for name in params]
     grads = dict(zip(params, optim.clip_by_global_norm(grads, train_cfg.clip), strict=True))
     updates = optim.updates(train_cfg.optimizer, params, grads, opt_state, lr)
     inputs = [x, y, w, states0, *([keep] if keep is not None else []), lr]
-    return compile_function(inputs, [mean, finals], updates=updates, backend=train_cfg.backend)
+    batch_axes = {x: 1, y: 1, w: 1, states0: 1, keep: 2, finals: 1}  # what devices > 1 split
+    return devices.compile_step(inputs, [mean, finals], updates, train_cfg, batch_axes)
 
 
 # The TrainState fields a checkpoint's metadata holds at its top level; the others go under "resume".
