@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 from tqdm import tqdm
 
-from charrnn import __version__, checkpoint, configs, explain, idcache, lock, page, report, shakespeare
+from charrnn import __version__, checkpoint, configs, devices, explain, idcache, lock, page, report, shakespeare
 from charrnn.plot import PlotError, plot
 from charrnn.backend import DEFAULT_BACKEND, write_atomically
 from charrnn.decode import Decoding, DecodingError, continuation, encode_seed, first_line
@@ -20,12 +20,12 @@ from charrnn.corpus import CorpusError, TooShort, Vocab, check_sizes, read_text,
 from charrnn.evaluate import score_text
 from charrnn.model import shared_params
 from charrnn.options import (BACKEND, CHECKPOINT, ENV, JSON, QUIET, RUN_DIR, default_checkpoint, encoding,
-                             explain_options, predict_options, run_options, training_options)
+                             explain_options, placement_options, predict_options, run_options, training_options)
 from charrnn.sample import Sampler
 from charrnn.train import Trainer, TrainingDiverged, TrainingInterrupted, progress_bar
 
 # The library's errors a user can act on, and how the command line reports them (one line; exit 2, else 1).
-USAGE_ERRORS = (configs.OptionClash, DecodingError, TooShort)
+USAGE_ERRORS = (configs.OptionClash, DecodingError, TooShort, devices.DeviceError)
 USER_ERRORS = (CorpusError, checkpoint.CheckpointError, configs.ConfigError, lock.Unusable, PlotError,
                shakespeare.CorpusNotInstalled)
 
@@ -65,8 +65,10 @@ def cli():
 @run_options
 @training_options
 @BACKEND
+@placement_options
 @QUIET
-def train(corpus, encoding, preset, resume, out, quiet, **options):
+def train(corpus, encoding, preset, resume, out, quiet, coordinator, num_processes, process_id, coordinator_timeout,
+          **options):
     """Train a network on CORPUS (a text file, or - for stdin). With no CORPUS, train on the
     built-in Shakespeare corpus when it is installed (pip install 'charrnn[shakespeare]').
 
@@ -78,7 +80,10 @@ def train(corpus, encoding, preset, resume, out, quiet, **options):
       charrnn train corpus.txt --max-time 20m
       charrnn train corpus.txt --preset lesson6 --out lesson6
       cat corpus.txt | charrnn train - --cell gru --layers 2 --max-steps 5000
+      charrnn train big.txt --devices all --batch-size 256
     """
+    talks = _start_processes(coordinator, num_processes, process_id, coordinator_timeout, options)
+    quiet = quiet or not talks  # of several processes, process 0 alone talks (and writes)
     log = (lambda msg: None) if quiet else partial(tqdm.write, file=sys.stderr)
     try:
         vocab, ids = idcache.training_ids(corpus, encoding, log)
@@ -93,10 +98,12 @@ def train(corpus, encoding, preset, resume, out, quiet, **options):
         vocab, ids = configs.resume_ids(meta, vocab, ids)
     model_cfg, train_cfg = (configs.resume_configs(meta, options) if resume
                             else configs.build_configs(len(vocab), preset, **options))
+    train_cfg = devices.settle(train_cfg)
     train_ids, val_ids = split(ids, train_cfg.val_frac)
     check_sizes(len(train_ids), len(val_ids), train_cfg.batch_size, train_cfg.seq_len, train_cfg.val_frac)
     out_dir = Path(out or (Path(resume).parent if resume else RUN_DIR))
-    click.get_current_context().with_resource(lock.claim(out_dir))  # one run per directory, before any compiling
+    if talks:  # one run per directory, before any compiling
+        click.get_current_context().with_resource(lock.claim(out_dir))
     log(f"corpus: {len(ids):,} characters ({len(val_ids):,} for validation), vocabulary of {len(vocab)}")
     trainer = Trainer(vocab, model_cfg, train_cfg, out_dir, log=log, show_progress=False if quiet else None)
     if resume:
@@ -105,6 +112,23 @@ def train(corpus, encoding, preset, resume, out, quiet, **options):
         log(f"resuming {resume} at update {trainer.state.step}")
     trainer.compile()
     _run(trainer, train_ids, val_ids, out_dir, log)
+
+
+def _start_processes(coordinator, num_processes, process_id, timeout, options):
+    """Join the other processes of the run, if there are any (devices.start_processes); with several,
+    --devices defaults to all. True in the process that talks and writes: process 0, or the only one."""
+    devices.start_processes(coordinator, num_processes, process_id, timeout, give_up=_give_up)
+    if devices.Processes.count > 1 and options["devices"] is None:
+        options["devices"] = "all"
+    return devices.writes()
+
+
+def _give_up(message):
+    """End the process with `message`, from a thread other than the main one (which is inside JAX's
+    runtime, waiting: os._exit, as an exception would not reach it)."""
+    click.echo(f"Error: {message}", err=True)
+    sys.stderr.flush()
+    os._exit(1)
 
 
 def _run(trainer, train_ids, val_ids, out_dir, log):
@@ -119,6 +143,12 @@ def _run(trainer, train_ids, val_ids, out_dir, log):
     except OSError as e:  # a full disk or a lost directory: the previous checkpoint is intact
         raise click.ClickException(f"cannot write in {out_dir}: {e.strerror or e} (the last complete checkpoint "
                                    f"there is kept)") from None
+    except Exception as e:
+        if not devices.lost_process(e):
+            raise
+        # At exit JAX's runtime would wait for the lost process, then end this one with its own report.
+        _give_up(f"another process of the run stopped answering ({str(e).splitlines()[0][:160]}); stopped "
+                 f"after {trainer.state.step} updates, the last checkpoint in {out_dir} is kept")
     s = trainer.state
     loss = f", loss {s.loss:.4f} nats/char" if s.loss is not None else ""
     best = f", best validation loss {s.best_val_loss:.4f}" if s.val_loss is not None else ""

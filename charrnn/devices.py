@@ -18,16 +18,20 @@ Several processes (hosts) run the same loop in lockstep: each feeds its own devi
 process 0 alone writes files, and whatever decides the loop's course (a stop, a validation loss)
 is agreed on, since a collective that one process skips stalls the others.
 """
+import os
+import re
 import socket
+import threading
+from dataclasses import replace
 
 import numpy as np
 import pytensor
 from pytensor.compile.mode import Mode, get_mode
 
-from charrnn.backend import DEFAULT_BACKEND, compile_function, device
+from charrnn.backend import DEFAULT_BACKEND, _setup_jax, compile_function, device
 from charrnn.configs import ConfigError
 
-COORDINATOR_TIMEOUT = 60  # seconds a process waits for the others at the coordinator
+COORDINATOR_TIMEOUT = 120  # seconds a process waits for all the others to reach the coordinator
 
 
 class DeviceError(ConfigError):
@@ -38,113 +42,140 @@ class DeviceError(ConfigError):
         self.option = option
 
 
-class LostProcess(RuntimeError):
-    """Another process of the run stopped answering (it died, or its host did)."""
+class Processes:
+    """The run's processes, as start_processes left them: one, unless JAX's distributed runtime started."""
+
+    count = 1
+    index = 0
 
 
 # --- which processes and devices
 
 
-def start_processes(coordinator, num_processes, process_id, timeout=COORDINATOR_TIMEOUT):
-    """Join the run's other processes through JAX's distributed runtime (before JAX computes
-    anything). With none of the three given, JAX's own environment (JAX_COORDINATOR_ADDRESS, or a
-    cluster's: SLURM, Open MPI, Kubernetes) decides whether there are several; with none, nothing."""
-    import jax
+def start_processes(coordinator, num_processes, process_id, timeout=COORDINATOR_TIMEOUT, give_up=None):
+    """Join the run's other processes through JAX's distributed runtime, before JAX computes
+    anything. Several processes are asked for by any of the three, or by JAX_COORDINATOR_ADDRESS;
+    what is not given JAX finds in a cluster's environment (SLURM, Open MPI, Kubernetes, Cloud TPU).
 
-    if coordinator is None and num_processes is None and process_id is None and not _jax_cluster():
+    JAX waits for every process at the coordinator, and ends the process itself (with its own
+    report) when they do not all come; `give_up(message)` is called instead, from another thread,
+    once `timeout` seconds have passed, and must end the process (os._exit: the main thread is
+    inside JAX's runtime)."""
+    if coordinator is None and num_processes is None and process_id is None and \
+            not os.environ.get("JAX_COORDINATOR_ADDRESS"):
+        return
+    if num_processes == 1:
         return
     if process_id is not None and num_processes is not None and process_id >= num_processes:
-        raise DeviceError(f"--process-id {process_id} is out of range for --num-processes {num_processes} "
-                          f"(ids are 0 to {num_processes - 1})", "--process-id")
+        raise DeviceError(f"{process_id} is out of range for {num_processes} processes (the ids are 0 to "
+                          f"{num_processes - 1})", "--process-id")
+    import jax
+
     jax.config.update("jax_cpu_collectives_implementation", "gloo")  # CPU processes all-reduce over TCP
+    watchdog = threading.Timer(timeout, lambda: (give_up or _raise)(_absent(coordinator, process_id, timeout)))
+    watchdog.daemon = True
+    watchdog.start()
+    try:  # JAX's own wait ends a little later, so that the watchdog speaks first
+        jax.distributed.initialize(coordinator, num_processes, process_id, initialization_timeout=int(timeout) + 30)
+    except ValueError as e:  # neither the options nor JAX's environment gave one of the three
+        option = next((o for word, o in MISSING.items() if word in str(e).lower()), "--coordinator")
+        raise DeviceError(f"several processes need {MISSING_TEXT[option]}, which neither the command line nor "
+                          f"JAX's environment gave", option) from None
+    finally:
+        watchdog.cancel()
+    Processes.count, Processes.index = jax.process_count(), jax.process_index()
+
+
+# JAX's ValueError when one of the three is missing, by a word of its message -> the option.
+MISSING = {"coordinator": "--coordinator", "number of processes": "--num-processes", "process id": "--process-id"}
+MISSING_TEXT = {"--coordinator": "the coordinator's HOST:PORT", "--num-processes": "their number",
+                "--process-id": "this process's id"}
+
+
+def _raise(message):
+    raise RuntimeError(message)
+
+
+def _absent(coordinator, process_id, timeout):
+    """Why the processes did not meet within `timeout` seconds, in one line."""
+    coordinator = coordinator or os.environ.get("JAX_COORDINATOR_ADDRESS", "the coordinator")
+    if process_id != 0 and not _reachable(coordinator):
+        return (f"process {process_id} could not reach the coordinator {coordinator} within {timeout:g} s; "
+                f"start process 0 there first (or check the address and the firewall)")
+    return (f"the other processes did not all reach the coordinator {coordinator} within {timeout:g} s; "
+            f"start every process with the same --coordinator and --num-processes and its own --process-id")
+
+
+def _reachable(address):
+    host, _, port = address.rpartition(":")
     try:
-        jax.distributed.initialize(coordinator, num_processes, process_id, initialization_timeout=int(timeout))
-    except ValueError as e:  # JAX's environment lacked one of the three
-        raise DeviceError(f"cannot start the processes: {e} (give --coordinator, --num-processes and "
-                          f"--process-id)", "--coordinator") from None
-    except Exception as e:  # JAX raises its runtime's own error type
-        where = coordinator or "the coordinator"
-        raise LostProcess(f"process {process_id} could not reach {where} within {timeout:g} s "
-                          f"({_first_line(e)})") from None
-
-
-def _jax_cluster():
-    import os
-
-    return bool(os.environ.get("JAX_COORDINATOR_ADDRESS"))
-
-
-def _first_line(e):
-    text = str(e).strip().splitlines()
-    return text[0][:200] if text else type(e).__name__
+        socket.create_connection((host.strip("[]"), int(port)), timeout=2).close()
+        return True
+    except (OSError, ValueError):
+        return False
 
 
 def check_address(address):
-    """HOST:PORT with a host that resolves and a port in 1-65535, else DeviceError."""
+    """HOST:PORT with a host that resolves and a port in 1-65535; DeviceError says what is wrong."""
     host, sep, port = address.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise DeviceError(f"{address!r} is not HOST:PORT (like 10.0.0.1:7777)", "--coordinator")
     try:
         socket.getaddrinfo(host.strip("[]"), int(port))
     except OSError:
-        raise DeviceError(f"{address!r}: the host {host} is not known", "--coordinator") from None
+        raise DeviceError(f"{address!r}: there is no host {host}", "--coordinator") from None
     return address
 
 
-def device_count(choice, backend=DEFAULT_BACKEND):
-    """The devices a run uses, over all processes: every one JAX sees for "all", else `choice`;
-    DeviceError when that many are not there (or do not split evenly over the processes)."""
-    if choice is None or (choice == 1 and processes() == 1):
-        return 1
-    if backend != "jax":
-        raise DeviceError(f"--devices {choice} needs the jax backend (it shards through JAX)")
+def lost_process(error):
+    """True when `error`, raised while several processes train, is JAX's runtime failing a
+    collective: another process died, or its host or the network did."""
     import jax
 
-    available, count = jax.device_count(), jax.device_count() if choice == "all" else choice
+    return Processes.count > 1 and isinstance(error, (jax.errors.JaxRuntimeError, ValueError)) and \
+        bool(re.match(r"(UNKNOWN|UNAVAILABLE|INTERNAL|ABORTED|DEADLINE_EXCEEDED|CANCELLED):", str(error)))
+
+
+def settle(train_cfg):
+    """train_cfg with its devices counted ("all": every device JAX sees, over all processes), once
+    they are known to be there and the batch's streams split evenly over them; DeviceError if not."""
+    choice, n = train_cfg.devices, Processes.count
+    if choice == 1 and n == 1:
+        return train_cfg
+    if train_cfg.backend != "jax":
+        raise DeviceError(f"{choice} devices need the jax backend (the {train_cfg.backend} backend runs on one)")
+    import jax
+
+    available = jax.device_count()
+    count = available if choice == "all" else choice
     if count > available:
-        raise DeviceError(f"--devices {count}: only {available} {'device is' if available == 1 else 'devices are'} "
-                          f"there ({describe_devices(jax.devices())}); use --devices all or fewer")
-    if count % processes():
-        raise DeviceError(f"--devices {count} does not split over {processes()} processes: use a multiple of "
-                          f"{processes()}")
-    return count
-
-
-def check_batch(train_cfg):
-    """DeviceError unless the batch's streams split evenly over the run's devices."""
-    n, B = train_cfg.devices, train_cfg.batch_size
-    if B % n:
-        lower, upper = B // n * n, -(-B // n) * n
-        raise DeviceError(f"--batch-size {B} does not split over {n} devices: use a multiple of {n} "
-                          f"(like {lower or upper} or {upper})", "--batch-size")
-
-
-def processes():
-    """How many processes run together (1 unless the distributed runtime was started)."""
-    import jax._src.distributed as distributed
-
-    return distributed.global_state.num_processes if distributed.global_state.client is not None else 1
+        raise DeviceError(f"{count} devices asked for, but JAX sees {available} ({describe_devices(jax.devices())}); "
+                          f"give all or fewer")
+    if count % n:
+        raise DeviceError(f"{count} devices do not split evenly over {n} processes: give a multiple of {n}, or all")
+    B = train_cfg.batch_size
+    if B % count:
+        raise DeviceError(f"{B} streams do not split evenly over {count} devices: give a multiple of {count} "
+                          f"(like {max(B // count, 1) * count})", "--batch-size")
+    return replace(train_cfg, devices=count)
 
 
 def writes():
-    """True in the process that writes the run's files: process 0 (the only one, alone)."""
-    import jax._src.distributed as distributed
-
-    return distributed.global_state.client is None or distributed.global_state.process_id == 0
+    """True in the process that writes the run's files (and talks): process 0, or the only one."""
+    return Processes.index == 0
 
 
 def mesh_devices(count):
-    """The run's `count` devices, as many from each process, process by process."""
+    """The run's `count` devices: as many from each process, process by process."""
     import jax
 
-    per_process = count // processes()
-    chosen = [d for p in range(processes()) for d in
-              sorted((d for d in jax.devices() if d.process_index == p), key=lambda d: d.id)[:per_process]]
-    return chosen
+    per_process = count // Processes.count
+    return [d for p in range(Processes.count)
+            for d in sorted((d for d in jax.devices() if d.process_index == p), key=lambda d: d.id)[:per_process]]
 
 
 def describe_devices(devs):
-    """The devices in words: "cpu", "4 x cpu", "4 x gpu NVIDIA H200"."""
+    """Devices in words: "cpu", "4 x cpu", "4 x gpu NVIDIA H200"."""
     first = devs[0]
     kind = "cpu" if first.platform == "cpu" else f"{first.platform} {first.device_kind}"
     return kind if len(devs) == 1 else f"{len(devs)} x {kind}"
@@ -152,10 +183,36 @@ def describe_devices(devs):
 
 def describe(train_cfg):
     """Where the training step runs, for the log and the progress bar."""
-    if train_cfg.devices == 1 and processes() == 1:
+    if train_cfg.devices == 1 and Processes.count == 1:
         return device(train_cfg.backend)
-    hosts = f" in {processes()} processes" if processes() > 1 else ""
-    return describe_devices(mesh_devices(train_cfg.devices)) + hosts
+    where = describe_devices(mesh_devices(train_cfg.devices))
+    return where if Processes.count == 1 else f"{where} in {Processes.count} processes"
+
+
+# --- what the processes agree on
+
+
+def agree(*flags):
+    """The largest value of each of the int `flags` over the run's processes (a stop wanted by one
+    stops all). A collective when there are several: every process calls it at the same points."""
+    if Processes.count == 1:
+        return flags
+    from jax.experimental import multihost_utils
+
+    gathered = multihost_utils.process_allgather(np.asarray(flags, dtype=np.int32))  # (processes, len(flags))
+    return tuple(int(v) for v in np.asarray(gathered).max(axis=0))
+
+
+def from_process_0(value):
+    """Process 0's float `value`, exactly, in every process (a validation loss, which decides the
+    best checkpoint and the patience stop). A collective when there are several."""
+    if Processes.count == 1:
+        return value
+    from jax.experimental import multihost_utils
+
+    words = np.frombuffer(np.float64(value).tobytes(), dtype=np.int32)  # 64 bits through JAX's 32-bit ints
+    gathered = np.asarray(multihost_utils.process_allgather(words))
+    return float(np.ascontiguousarray(gathered[0]).view(np.float64)[0])
 
 
 # --- compiling
@@ -165,7 +222,7 @@ def compile_step(inputs, outputs, updates, train_cfg, batch_axes):
     """compile_function's function for one device; a ShardedFunction over the run's devices for
     several. `batch_axes` maps inputs and outputs (variables) to their batch axis; None keys are
     skipped, and what is not there is replicated."""
-    if train_cfg.devices == 1 and processes() == 1:
+    if train_cfg.devices == 1 and Processes.count == 1:
         return compile_function(inputs, outputs, updates=updates, backend=train_cfg.backend)
     return ShardedFunction(inputs, outputs, updates, mesh_devices(train_cfg.devices), batch_axes)
 
@@ -179,7 +236,7 @@ class ShardedFunction:
         from jax.sharding import Mesh, NamedSharding, PartitionSpec
         from pytensor.link.jax.dispatch import jax_funcify
 
-        compile_function([], [], backend="jax")  # JAX's cache and warning filters, as for one device
+        _setup_jax()  # JAX's compilation cache and warning filters, as for one device
         fn = pytensor.function(inputs, outputs, updates=updates, mode=_mode())
         fgraph = fn.maker.fgraph  # inputs: `inputs`, then the shared variables; outputs: `outputs`, then updates
         self.n_in, self.n_out = len(inputs), len(outputs)
@@ -196,8 +253,8 @@ class ShardedFunction:
         out_shardings = [sharding(v, axes.get(id(v))) for v in outputs] + \
                         [sharding(v, None) for v in fgraph.outputs[self.n_out:]]
         donated = tuple(self.n_in + i for i in self.updated)
-        self.jitted = jax.jit(jax_funcify(fgraph), in_shardings=tuple(self.in_shardings), out_shardings=tuple(out_shardings),
-                              donate_argnums=donated)
+        self.jitted = jax.jit(jax_funcify(fgraph), in_shardings=tuple(self.in_shardings),
+                              out_shardings=tuple(out_shardings), donate_argnums=donated)
         self.values = [None] * len(self.shared)  # device copies of the shared variables
         self.seen = [None] * len(self.shared)  # the host value each copy was made from (or went to)
         self.on_host = True  # the shared variables hold what the devices hold
@@ -249,10 +306,12 @@ def place(value, sharding):
     return jax.make_array_from_callback(value.shape, sharding, lambda index: value[index])
 
 
-def to_host(fn):
-    """Before the host reads the shared variables `fn` updates (a ShardedFunction's live on the devices)."""
+def to_host(fn, *arrays):
+    """Before the host reads the shared variables `fn` updates: a ShardedFunction keeps them on the
+    devices, and brings them back. Returns `arrays` (outputs of `fn`) as host arrays, by `gather`."""
     if isinstance(fn, ShardedFunction):
         fn.to_host()
+    return gather(*arrays) if len(arrays) == 1 else [gather(a) for a in arrays]
 
 
 def gather(array):

@@ -2,6 +2,7 @@
 samples, checkpoints and stops."""
 import json
 import math
+import os
 import signal
 import sys
 import time
@@ -15,7 +16,6 @@ import pytensor.tensor as pt
 from tqdm import tqdm
 
 from charrnn import __version__, bptt, checkpoint, devices, model, optim
-from charrnn.backend import device
 from charrnn.configs import TrainConfig, sampler_context
 from charrnn.corpus import BatchStream, Vocab, fingerprint, id_counts
 from charrnn.evaluate import evaluate_stream, validation_step
@@ -152,7 +152,8 @@ class RunLog:
     def __init__(self, out_dir, log, chars_per_step, steps_per_epoch, fresh):
         self.metrics_path, self.samples_path, self.log = out_dir / "metrics.jsonl", out_dir / "samples.txt", log
         self.chars_per_step, self.steps_per_epoch = chars_per_step, steps_per_epoch
-        for path in (self.metrics_path, self.samples_path) if fresh else ():
+        self.writes = devices.writes()  # of several processes, process 0 alone writes
+        for path in (self.metrics_path, self.samples_path) if fresh and self.writes else ():
             path.write_text("", encoding="utf-8")
         self.start = self.window_start = time.perf_counter()
         self.window, self.paused, self.updates = [], 0.0, 0
@@ -197,7 +198,7 @@ class RunLog:
         line = {"step": state.step, "epoch": round(epochs_done(state, self.steps_per_epoch), 4),
                 "chars": state.step * self.chars_per_step, **record,
                 "elapsed_s": round(time.perf_counter() - self.start, 3)}
-        with open(self.metrics_path, "a", encoding="utf-8") as f:
+        with open(self.metrics_path if self.writes else os.devnull, "a", encoding="utf-8") as f:
             f.write(json.dumps(line) + "\n")
 
     def validation(self, state, best):
@@ -208,7 +209,7 @@ class RunLog:
 
     def sample(self, state, seed, text):
         """Append a sample to samples.txt."""
-        with open(self.samples_path, "a", encoding="utf-8") as f:
+        with open(self.samples_path if self.writes else os.devnull, "a", encoding="utf-8") as f:
             f.write(f"--- step {state.step}, loss {state.loss} ---\n{seed}{text}\n")
 
 
@@ -256,8 +257,7 @@ class Trainer:
         self.sampler = Sampler(self.params, model_cfg, sampler_context(train_cfg), train_cfg.backend)
         self.guard = DivergenceGuard({**self.params, **self.opt_state})
         self.state, self.resumed = TrainState(), False
-        self.states = None  # (S, B, H) hidden state carried into the next batch
-        self.eval_fn = self.val_loss_step = None
+        self.states = self.eval_fn = self.val_loss_step = None  # states: (S, B, H), carried into the next batch
         self.dtype = self.params["W_y"].dtype
 
     def restore(self, params, extras, meta):
@@ -271,7 +271,7 @@ class Trainer:
     def compile(self):
         """Compile the training step, saying so and where it runs (the evaluation step compiles in `run`,
         once the validation stream's shape is known)."""
-        self.device = device(self.cfg.backend)
+        self.device = devices.describe(self.cfg)
         self.log(f"compiling the training step with the {self.cfg.backend} backend on {self.device}...")
         start = time.perf_counter()
         self.step_fn = compile_train_step(self.params, self.opt_state, self.model_cfg, self.cfg)
@@ -305,7 +305,7 @@ class Trainer:
         s, cfg = self.state, self.cfg
         over_time = cfg.max_time is not None and time.perf_counter() - self.metrics.start >= cfg.max_time
         patience = cfg.patience is not None and s.evals_since_best >= cfg.patience
-        return s.step >= self.total_steps or over_time or patience or bool(self.signals.signum)
+        return self.signals.agreed(s.step >= self.total_steps or over_time or patience)
 
     def _loop(self):
         """Updates until a stop; after each, the guard, logging, evaluation and checkpoints have their turn."""
@@ -326,6 +326,7 @@ class Trainer:
                     if self._diverged(self.guard.window_verdict(s, self.metrics.window)):
                         continue
                     self.metrics.close_window(s, self.state.lr(self.cfg))
+                    devices.to_host(self.step_fn)  # the weights, from the devices the step keeps them on
                     self.guard.remember(s, self.states)
                 if s.step % self.cfg.eval_every == 0:  # --- evaluation
                     self.evaluate()
@@ -366,10 +367,11 @@ class Trainer:
         start, s = time.perf_counter(), self.state
         if self.val_stream is None or self.val_loss_step == s.step:
             return
+        devices.to_host(self.step_fn)
         with progress_bar(self.bar_off, desc="validation", leave=False) as bar:  # 5 MB take over a minute
             total, _, count = evaluate_stream(self.eval_fn, self.val_stream, self.model_cfg, self.cfg.carry_state,
                                               self.dtype, bar)
-        best, self.val_loss_step = s.record_validation(total / count), s.step
+        best, self.val_loss_step = s.record_validation(devices.from_process_0(total / count)), s.step
         if best:
             self._save("best.npz")
         self.metrics.validation(s, best)
@@ -387,10 +389,17 @@ class Trainer:
 
     def _save(self, name):
         """Write checkpoint `name` in the run directory: weights, optimizer state, carried state, metadata."""
-        checkpoint.save_run(self.out_dir / name, {n: p.get_value() for n, p in self.params.items()},
-                            {n: v.get_value() for n, v in self.opt_state.items()}, self.states,
-                            self.description.metadata(self.state))
+        carried, meta = devices.to_host(self.step_fn, self.states), self.description.metadata(self.state)
+        write_checkpoint(self.out_dir / name, self.params, self.opt_state, carried, meta)  # every process calls it
         return self.out_dir / name
+
+
+def write_checkpoint(path, params, opt_state, carried, meta):
+    """checkpoint.save_run with the shared variables' values: of several processes training, process 0 alone
+    writes (all of them gathered the carried (S, B, H) state, a collective, with devices.to_host)."""
+    if devices.writes():
+        checkpoint.save_run(path, {n: p.get_value() for n, p in params.items()},
+                            {n: v.get_value() for n, v in opt_state.items()}, carried, meta)
 
 
 def progress_bar(disable, **options):
@@ -409,6 +418,12 @@ class StopSignals:
 
     def _note(self, signum, frame):
         self.signum = signum
+
+    def agreed(self, stop):
+        """Whether to stop now, with every process of the run (a signal to one is a signal to all)."""
+        stop, signum = devices.agree(bool(stop or self.signum), self.signum or 0)
+        self.signum = signum or None
+        return bool(stop)
 
     def __exit__(self, *exc):
         for sig, old in self.previous.items():
