@@ -57,10 +57,9 @@ def start_processes(coordinator, num_processes, process_id, timeout=COORDINATOR_
     anything. Several processes are asked for by any of the three, or by JAX_COORDINATOR_ADDRESS;
     what is not given JAX finds in a cluster's environment (SLURM, Open MPI, Kubernetes, Cloud TPU).
 
-    JAX waits for every process at the coordinator, and ends the process itself (with its own
-    report) when they do not all come; `give_up(message)` is called instead, from another thread,
-    once `timeout` seconds have passed, and must end the process (os._exit: the main thread is
-    inside JAX's runtime)."""
+    JAX waits `timeout` seconds for every process at the coordinator, then ends the process itself
+    with its own report. With `give_up`, that is called instead, with one line saying why, from
+    another thread: it must end the process (os._exit; the main thread is inside JAX's runtime)."""
     if coordinator is None and num_processes is None and process_id is None and \
             not os.environ.get("JAX_COORDINATOR_ADDRESS"):
         return
@@ -72,11 +71,13 @@ def start_processes(coordinator, num_processes, process_id, timeout=COORDINATOR_
     import jax
 
     jax.config.update("jax_cpu_collectives_implementation", "gloo")  # CPU processes all-reduce over TCP
-    watchdog = threading.Timer(timeout, lambda: (give_up or _raise)(_absent(coordinator, process_id, timeout)))
+    watchdog = threading.Timer(timeout, lambda: give_up(_absent(coordinator, process_id, timeout)))
     watchdog.daemon = True
-    watchdog.start()
-    try:  # JAX's own wait ends a little later, so that the watchdog speaks first
-        jax.distributed.initialize(coordinator, num_processes, process_id, initialization_timeout=int(timeout) + 30)
+    if give_up:
+        watchdog.start()
+    try:  # JAX's own wait ends later, so that the watchdog speaks first
+        jax.distributed.initialize(coordinator, num_processes, process_id,
+                                   initialization_timeout=int(timeout) + (30 if give_up else 0))
     except ValueError as e:  # neither the options nor JAX's environment gave one of the three
         option = next((o for word, o in MISSING.items() if word in str(e).lower()), "--coordinator")
         raise DeviceError(f"several processes need {MISSING_TEXT[option]}, which neither the command line nor "
@@ -90,10 +91,6 @@ def start_processes(coordinator, num_processes, process_id, timeout=COORDINATOR_
 MISSING = {"coordinator": "--coordinator", "number of processes": "--num-processes", "process id": "--process-id"}
 MISSING_TEXT = {"--coordinator": "the coordinator's HOST:PORT", "--num-processes": "their number",
                 "--process-id": "this process's id"}
-
-
-def _raise(message):
-    raise RuntimeError(message)
 
 
 def _absent(coordinator, process_id, timeout):
@@ -144,6 +141,8 @@ def settle(train_cfg):
         return train_cfg
     if train_cfg.backend != "jax":
         raise DeviceError(f"{choice} devices need the jax backend (the {train_cfg.backend} backend runs on one)")
+    if choice != "all":
+        _check_split(train_cfg.batch_size, choice, n)
     import jax
 
     available = jax.device_count()
@@ -151,13 +150,18 @@ def settle(train_cfg):
     if count > available:
         raise DeviceError(f"{count} devices asked for, but JAX sees {available} ({describe_devices(jax.devices())}); "
                           f"give all or fewer")
-    if count % n:
-        raise DeviceError(f"{count} devices do not split evenly over {n} processes: give a multiple of {n}, or all")
-    B = train_cfg.batch_size
+    _check_split(train_cfg.batch_size, count, n)
+    return replace(train_cfg, devices=count)
+
+
+def _check_split(B, count, processes):
+    """DeviceError unless `count` devices split over the processes and B streams over the devices."""
+    if count % processes:
+        raise DeviceError(f"{count} devices do not split evenly over {processes} processes: give a multiple of "
+                          f"{processes}, or all")
     if B % count:
         raise DeviceError(f"{B} streams do not split evenly over {count} devices: give a multiple of {count} "
                           f"(like {max(B // count, 1) * count})", "--batch-size")
-    return replace(train_cfg, devices=count)
 
 
 def writes():
