@@ -305,7 +305,7 @@ class Trainer:
         s, cfg = self.state, self.cfg
         over_time = cfg.max_time is not None and time.perf_counter() - self.metrics.start >= cfg.max_time
         patience = cfg.patience is not None and s.evals_since_best >= cfg.patience
-        return self.signals.agreed(s.step >= self.total_steps or over_time or patience)
+        return s.step >= self.total_steps or patience or self.signals.agreed(over_time, s.step)
 
     def _loop(self):
         """Updates until a stop; after each, the guard, logging, evaluation and checkpoints have their turn."""
@@ -408,22 +408,31 @@ def progress_bar(disable, **options):
 
 
 class StopSignals:
-    """While the block runs, SIGINT and SIGTERM do not stop the process: the last one to arrive is kept in `signum`."""
+    """While the block runs, SIGINT and SIGTERM do not stop the process: the last one to arrive is kept in `signum`
+    (with several processes, once they agreed on it: see `agreed`)."""
 
-    signum = None
+    signum = noted = None
+    agreed_step = None  # the update the processes last agreed at
 
     def __enter__(self):
         self.previous = {sig: signal.signal(sig, self._note) for sig in (signal.SIGINT, signal.SIGTERM)}
         return self
 
     def _note(self, signum, frame):
-        self.signum = signum
+        self.noted = signum
+        if devices.Processes.count == 1:
+            self.signum = signum
 
-    def agreed(self, stop):
-        """Whether to stop now, with every process of the run (a signal to one is a signal to all)."""
-        stop, signum = devices.agree(bool(stop or self.signum), self.signum or 0)
-        self.signum = signum or None
-        return bool(stop)
+    def agreed(self, stop, step):
+        """Whether to stop now for a signal or `stop` (a time budget spent). Several processes stop
+        together: once per update (`step`) they agree on whether any of them must, a signal to one
+        being a signal to all (devices.agree: a collective)."""
+        if devices.Processes.count == 1:
+            return bool(stop or self.signum)
+        if step != self.agreed_step:
+            self.stop, signum = devices.agree(bool(stop or self.noted), self.noted or 0)
+            self.agreed_step, self.signum = step, signum or None
+        return bool(self.stop)
 
     def __exit__(self, *exc):
         for sig, old in self.previous.items():

@@ -4,6 +4,7 @@ sharded step against the one-device step, real `charrnn train` runs on 1, 2 and 
 processes meeting on 127.0.0.1, one of them killed, and bad input."""
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -220,6 +221,20 @@ def test_a_killed_process_stops_the_other(charrnn_cmd, corpus, tmp_path):
     assert "another process of the run stopped answering" in errors[0] and "the last checkpoint" in errors[0]
     params, meta = checkpoint.load(latest)
     assert meta["step"] % 5 == 0 and params
+
+
+def test_ctrl_c_in_one_process_stops_both_with_one_checkpoint(charrnn_cmd, corpus, tmp_path):
+    procs = train_together(charrnn_cmd, corpus, tmp_path / "run", 2, 1, "--max-steps", "100000",
+                           "--checkpoint-every", "5", "--val-frac", "0")
+    latest = tmp_path / "run" / "latest.npz"
+    deadline = time.monotonic() + 240
+    while not latest.exists() and time.monotonic() < deadline and procs[0].poll() is None:
+        time.sleep(0.2)
+    procs[1].send_signal(signal.SIGINT)
+    (_, err0), (_, err1) = (p.communicate(timeout=120) for p in procs)
+    assert [p.returncode for p in procs] == [130, 130], err0 + err1
+    step = checkpoint.load(latest)[1]["step"]
+    assert f"stopped by SIGINT after {step} updates; checkpoint {latest}" in err0  # written by process 0
 
 
 def test_an_unreachable_coordinator_is_one_line(charrnn_cmd, corpus, tmp_path):
