@@ -123,9 +123,17 @@ def _start_processes(coordinator, num_processes, process_id, timeout, options):
     return devices.writes()
 
 
+def _fail(message):
+    """End `train` with `message` and exit code 1. Of several processes, at once: at an ordinary exit
+    JAX's runtime waits for every other process to exit too, and they may be training on, or gone."""
+    if devices.Processes.count > 1:
+        _give_up(message)
+    raise click.ClickException(message) from None
+
+
 def _give_up(message):
-    """End the process with `message`, from a thread other than the main one (which is inside JAX's
-    runtime, waiting: os._exit, as an exception would not reach it)."""
+    """End the process now with `message` and exit code 1, skipping the exit handlers (JAX's waits
+    for the other processes); from any thread, the watchdog's too, whose main thread is inside JAX."""
     click.echo(f"Error: {message}", err=True)
     sys.stderr.flush()
     os._exit(1)
@@ -136,19 +144,17 @@ def _run(trainer, train_ids, val_ids, out_dir, log):
     try:
         path = trainer.run(train_ids, val_ids)
     except TrainingDiverged as e:
-        raise click.ClickException(f"{e} (the last checkpoint in {out_dir} is kept)") from None
+        _fail(f"{e} (the last checkpoint in {out_dir} is kept)")
     except TrainingInterrupted as e:
         click.echo(f"charrnn: {e} after {trainer.state.step} updates; checkpoint {e.path}", err=True)
         sys.exit(128 + e.signum)
     except OSError as e:  # a full disk or a lost directory: the previous checkpoint is intact
-        raise click.ClickException(f"cannot write in {out_dir}: {e.strerror or e} (the last complete checkpoint "
-                                   f"there is kept)") from None
+        _fail(f"cannot write in {out_dir}: {e.strerror or e} (the last complete checkpoint there is kept)")
     except Exception as e:
         if not devices.lost_process(e):
             raise
-        # At exit JAX's runtime would wait for the lost process, then end this one with its own report.
-        _give_up(f"another process of the run stopped answering ({str(e).splitlines()[0][:160]}); stopped "
-                 f"after {trainer.state.step} updates, the last checkpoint in {out_dir} is kept")
+        _fail(f"another process of the run stopped answering ({str(e).splitlines()[0][:160]}); stopped after "
+              f"{trainer.state.step} updates, the last checkpoint in {out_dir} is kept")
     s = trainer.state
     loss = f", loss {s.loss:.4f} nats/char" if s.loss is not None else ""
     best = f", best validation loss {s.best_val_loss:.4f}" if s.val_loss is not None else ""
