@@ -27,6 +27,8 @@ from dataclasses import replace
 import numpy as np
 import pytensor
 from pytensor.compile.mode import Mode, get_mode
+from pytensor.link.jax.linker import JAXLinker
+from pytensor.tensor.random.type import RandomType
 
 from charrnn.backend import DEFAULT_BACKEND, _setup_jax, compile_function, device
 from charrnn.configs import ConfigError
@@ -241,7 +243,7 @@ class ShardedFunction:
         from pytensor.link.jax.dispatch import jax_funcify
 
         _setup_jax()  # JAX's compilation cache and warning filters, as for one device
-        fn = pytensor.function(inputs, outputs, updates=updates, mode=_mode())
+        fn = pytensor.function(inputs, outputs, updates=updates, mode=_mode())  # rewrites the graph, nothing else
         fgraph = fn.maker.fgraph  # inputs: `inputs`, then the shared variables; outputs: `outputs`, then updates
         self.n_in, self.n_out = len(inputs), len(outputs)
         self.shared = fgraph.inputs[self.n_in:]
@@ -280,7 +282,7 @@ class ShardedFunction:
         if self.on_host:
             return
         for i, var in enumerate(self.shared):
-            if self.values[i] is not None:
+            if self.values[i] is not None and not isinstance(var.type, RandomType):  # see place
                 var.set_value(np.array(self.values[i].addressable_data(0)), borrow=True)
                 self.seen[i] = var.get_value(borrow=True)
         self.on_host = True
@@ -293,19 +295,38 @@ class ShardedFunction:
 FLATTENING = ("local_batched_matmul_to_core_matmul_with_reshape", "local_replace_AdvancedSubtensor")
 
 
+class _Rewrites(JAXLinker):
+    """JAXLinker as far as the rewrites it asks PyTensor for: it converts and jits nothing (a
+    ShardedFunction does), so it leaves the graph's random generators as they are, where JAXLinker
+    would swap in copies and turn them into JAX keys."""
+
+    def fgraph_convert(self, fgraph, **kwargs):
+        return None
+
+    def jit_compile(self, fn):
+        return fn
+
+    def create_thunk_inputs(self, storage_map):
+        return [storage_map[var] for var in self.fgraph.inputs]
+
+
 def _mode():
-    """PyTensor's JAX mode without the FLATTENING rewrites."""
-    jax_mode = get_mode("JAX")
-    return Mode(jax_mode.linker, jax_mode.provided_optimizer.excluding(*FLATTENING))
+    """PyTensor's JAX mode without the FLATTENING rewrites, linked by _Rewrites."""
+    return Mode(_Rewrites(), get_mode("JAX").provided_optimizer.excluding(*FLATTENING))
 
 
 def place(value, sharding):
     """`value` as a global array with `sharding`: a jax.Array from an earlier call as it is; a host
-    array sliced, each process sending only its own devices' parts."""
+    array sliced, each process sending only its own devices' parts. A NumPy random generator becomes
+    PyTensor's JAX form of it (arrays), replicated; its state then advances on the devices, and the
+    host's generator stays as it was, as with PyTensor's own JAXLinker, which compiles a copy."""
     import jax
+    from pytensor.link.jax.dispatch import jax_typify  # imports JAX: not before charrnn.backend set floatX
 
     if isinstance(value, jax.Array):
         return value
+    if isinstance(value, np.random.Generator):
+        return jax.tree.map(lambda leaf: place(leaf, sharding), jax_typify(value))
     value = np.asarray(value)
     return jax.make_array_from_callback(value.shape, sharding, lambda index: value[index])
 

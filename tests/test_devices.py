@@ -286,3 +286,24 @@ def test_positions_by_stream_keep_each_streams_rows_together():
     data = np.arange(6, dtype=np.int32).reshape(3, 2, 1)  # data[t, b] = 2t + b
     assert model.positions(v).eval({v: data}).ravel().tolist() == [0, 1, 2, 3, 4, 5]
     assert model.positions(v, by_stream=True).eval({v: data}).ravel().tolist() == [0, 2, 4, 1, 3, 5]
+
+
+def test_random_generators_advance_on_the_devices_as_in_pytensors_jax_function():
+    """A graph drawing from a shared generator (as a step drawing its dropout masks would): the same
+    draws as PyTensor's own JAX function, update after update; here on a mesh of one device."""
+    import warnings
+
+    import jax
+    import pytensor
+    import pytensor.tensor as pt
+
+    x = pt.tensor("x", dtype="float32", shape=(3, 4))
+    rng = pytensor.shared(np.random.default_rng(0))
+    next_rng, u = pt.random.uniform(size=(3, 4), rng=rng, return_next_rng=True)
+    sharded = devices.ShardedFunction([x], [(x * u).sum()], {rng: next_rng}, jax.devices()[:1], {x: 1})
+    with warnings.catch_warnings():  # PyTensor's says it compiles a copy of the generator
+        warnings.filterwarnings("ignore", message="The RandomType SharedVariables")
+        plain = pytensor.function([x], (x * u).sum(), updates={rng: next_rng}, mode="JAX")
+    ones = np.ones((3, 4), np.float32)
+    draws = [float(sharded(ones)[0]) for _ in range(3)]
+    assert draws == pytest.approx([float(plain(ones)) for _ in range(3)], abs=1e-6) and len(set(draws)) == 3
