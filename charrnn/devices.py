@@ -112,6 +112,7 @@ def start_processes(coordinator, num_processes, process_id, timeout=COORDINATOR_
     import jax
 
     jax.config.update("jax_cpu_collectives_implementation", "gloo")  # CPU processes all-reduce over TCP
+    os.dup2(os.open(os.devnull, os.O_WRONLY), 1)  # gloo prints on stdout as it connects; train writes none there
     watchdog = threading.Timer(timeout, lambda: give_up(_absent(coordinator, process_id, timeout)))
     watchdog.daemon = True
     if give_up:

@@ -124,10 +124,11 @@ STEP_BY_STEP = textwrap.dedent("""
     rng = np.random.default_rng(0)
     stream = BatchStream(rng.integers(0, 20, 2000).astype(np.int32), 8, 6)
     report = {}
-    for cell, counts in (("gru", (1, 2, 4)), ("lstm", (1, 2))):
+    # the LSTM (two states per layer) with its products in bfloat16 and two time steps per scan iteration
+    for cell, products, unroll, counts in (("gru", "float32", 1, (1, 2, 4)), ("lstm", "bfloat16", 2, (1, 2))):
         for n in counts:
             model_cfg, cfg = build_configs(20, cell=cell, hidden=8, layers=2, dropout=0.2, batch_size=8, seq_len=6,
-                                           devices=n)
+                                           devices=n, precision=products, unroll=unroll)
             params = model.shared_params(model.init_params(model_cfg, 0))
             opt = optim.optimizer_state(cfg.optimizer, params)
             step = train.compile_train_step(params, opt, model_cfg, cfg)
@@ -138,8 +139,8 @@ STEP_BY_STEP = textwrap.dedent("""
                     for name, p in params.items():
                         p.set_value(first[name])
                 x, y, w = stream.batch(k)
-                keep = train.dropout_keep(model_cfg, cfg, k, "float32")
-                loss, states = step(x, y, w, states, *keep, np.float32(0.01))
+                key = [np.uint32(k)]  # the dropout masks' (made in the update)
+                loss, states = step(x, y, w, states, *key, np.float32(0.01))
                 losses.append(float(loss))
                 if k == 0:
                     devices.to_host(step)
@@ -149,7 +150,7 @@ STEP_BY_STEP = textwrap.dedent("""
                       "states": devices.gather(states).tolist(), "kind": type(step).__name__}
             if n > 1:  # which collectives XLA put in the compiled step
                 args = [devices.place(a, s) for a, s in zip(
-                    [x, y, w, states, *keep, np.float32(0.01)] + [v.get_value() for v in step.shared],
+                    [x, y, w, states, *key, np.float32(0.01)] + [v.get_value() for v in step.shared],
                     step.in_shardings)]
                 text = step.jitted.lower(*args).compile().as_text()
                 result["collectives"] = sorted(set(re.findall(r"(all-reduce|all-gather|all-to-all|"
@@ -197,20 +198,28 @@ def train_together(charrnn_cmd, corpus, out, n_processes, devices_each, *args, p
 def test_two_processes_train_as_one(one_device, charrnn_cmd, corpus, tmp_path):
     """Two processes of 2 devices each: the run one process on one device makes, written by process 0 alone."""
     procs = train_together(charrnn_cmd, corpus, tmp_path / "run", 2, 2, "--max-steps", "14")
-    (_, err0), (_, err1) = (p.communicate(timeout=300) for p in procs)
+    (out0, err0), (out1, err1) = (p.communicate(timeout=300) for p in procs)
     assert [p.returncode for p in procs] == [0, 0], err0 + err1
     assert_same_run(tmp_path / "run", one_device)
     assert "on 4 x cpu in 2 processes" in err0 and err1 == ""  # process 1 says nothing
+    assert out0 == out1 == ""  # nor does gloo, on stdout
 
 
-def test_a_killed_process_stops_the_other(charrnn_cmd, corpus, tmp_path):
-    procs = train_together(charrnn_cmd, corpus, tmp_path / "run", 2, 1, "--max-steps", "100000",
-                           "--checkpoint-every", "5", "--val-frac", "0")
-    latest = tmp_path / "run" / "latest.npz"
+def training_on(charrnn_cmd, corpus, out):
+    """Two processes of one device each training for long, once process 0 wrote its first checkpoint
+    (every 5 updates); returns them and the checkpoint's path."""
+    procs = train_together(charrnn_cmd, corpus, out, 2, 1, "--max-steps", "100000", "--checkpoint-every", "5",
+                           "--val-frac", "0", "--layers", "1")
+    latest = out / "latest.npz"
     deadline = time.monotonic() + 240
     while not latest.exists() and time.monotonic() < deadline and procs[0].poll() is None:
         time.sleep(0.2)
     assert latest.exists(), procs[0].communicate()[1]
+    return procs, latest
+
+
+def test_a_killed_process_stops_the_other(charrnn_cmd, corpus, tmp_path):
+    procs, latest = training_on(charrnn_cmd, corpus, tmp_path / "run")
     procs[1].kill()
     procs[1].communicate()
     _, err = procs[0].communicate(timeout=60)  # JAX's own runtime would wait 100 s, then abort
@@ -222,12 +231,7 @@ def test_a_killed_process_stops_the_other(charrnn_cmd, corpus, tmp_path):
 
 
 def test_ctrl_c_in_one_process_stops_both_with_one_checkpoint(charrnn_cmd, corpus, tmp_path):
-    procs = train_together(charrnn_cmd, corpus, tmp_path / "run", 2, 1, "--max-steps", "100000",
-                           "--checkpoint-every", "5", "--val-frac", "0")
-    latest = tmp_path / "run" / "latest.npz"
-    deadline = time.monotonic() + 240
-    while not latest.exists() and time.monotonic() < deadline and procs[0].poll() is None:
-        time.sleep(0.2)
+    procs, latest = training_on(charrnn_cmd, corpus, tmp_path / "run")
     procs[1].send_signal(signal.SIGINT)
     (_, err0), (_, err1) = (p.communicate(timeout=120) for p in procs)
     assert [p.returncode for p in procs] == [130, 130], err0 + err1
