@@ -31,7 +31,8 @@ class BF16Dot(Op):
     def make_node(self, a, b):
         a, b = pt.as_tensor_variable(a), pt.as_tensor_variable(b)
         if a.type.ndim < 2 or b.type.ndim != 2 or a.type.dtype != "float32" or b.type.dtype != "float32":
-            raise TypeError(f"BF16Dot multiplies float32 tensors by a matrix, not {a.type} and {b.type}")
+            raise TypeError(f"BF16Dot multiplies float32 matrices (or sequences by a matrix), not {a.type} and "
+                            f"{b.type}")
         return Apply(self, [a, b], [pt.tensor(dtype="float32", shape=(*a.type.shape[:-1], b.type.shape[1]))])
 
     def perform(self, node, inputs, output_storage):
