@@ -320,7 +320,7 @@ class Trainer:
     def run(self, train_ids, val_ids=None):
         """Train until a stop; returns the path of latest.npz."""
         self._prepare(train_ids, val_ids)
-        with StopSignals() as self.signals:  # the loop finishes its update, then stops and checkpoints
+        with StopSignals(self.metrics.elapsed) as self.signals:  # the loop finishes its update, then stops
             with self.metrics.progress(self.bar_off, self.budget.total_steps, self.state, self.where):
                 self._loop()
                 self._after_update(stopped=True)  # a budget spent in a validation pass stops between log lines
@@ -341,12 +341,8 @@ class Trainer:
         self.metrics = RunLog(self.out_dir, self.log, self.stream.T * self.stream.B, len(self.stream), not self.resumed)
 
     def _should_stop(self):
-        patience = self.cfg.patience is not None and self.state.evals_since_best >= self.cfg.patience
-        return self.budget.spent(self.state.step, self._elapsed()) or patience or bool(self.signals.signum)
-
-    def _elapsed(self):
-        """This invocation's training time, the same in every process (StopSignals.agreed)."""
-        return self.signals.agreed(self.state.step, self.metrics.elapsed())
+        s, patience = self.state, self.cfg.patience is not None and self.state.evals_since_best >= self.cfg.patience
+        return self.budget.spent(s.step, self.signals.elapsed(s.step)) or patience or bool(self.signals.signum)
 
     def _loop(self):
         """Updates until a stop; after each, the guard, logging, evaluation and checkpoints have their turn."""
@@ -359,7 +355,7 @@ class Trainer:
                         s.epoch, s.position = s.epoch + 1, 0
                         self.evaluate()
                     continue
-                s.progress = self.budget.progress(s.step, self._elapsed())  # of the schedule
+                s.progress = self.budget.progress(s.step, self.signals.elapsed(s.step))  # of the schedule
                 self.metrics.add(self._update())  # --- one update
                 s.step, s.position = s.step + 1, s.position + 1
                 self._after_update()
@@ -453,11 +449,14 @@ def progress_bar(disable, **options):
 
 
 class StopSignals:
-    """While the block runs, SIGINT and SIGTERM do not stop the process: the last one to arrive is kept in `signum`
-    (with several processes, once they agreed on it: see `agreed`)."""
+    """While the block runs, SIGINT and SIGTERM do not stop the process: the last one to arrive is kept in `signum`.
+    With several processes, what stops the run is agreed by all of them: the signals and the training time."""
 
     signum = noted = None
     agreed_step = None  # the update the processes last agreed at
+
+    def __init__(self, clock):
+        self.clock = clock  # this invocation's training time so far, in seconds
 
     def __enter__(self):
         self.previous = {sig: signal.signal(sig, self._note) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -468,15 +467,15 @@ class StopSignals:
         if devices.Processes.count == 1:
             self.signum = signum
 
-    def agreed(self, step, seconds):
-        """`seconds` of training time at update `step`, as every process sees it. Several processes
-        agree once per update on the longest of their times (a budget spent in one is spent in all,
-        and a time-based schedule has one learning rate) and on the signals, a signal to one being
-        a signal to all (devices.agree: a collective)."""
+    def elapsed(self, step):
+        """The training time at update `step`, as every process sees it. Several processes agree once
+        per update on the longest of their times (a budget spent in one is spent in all, and a
+        time-based schedule has one learning rate) and on the signals, a signal to one being a
+        signal to all (devices.agree: a collective)."""
         if devices.Processes.count == 1:
-            return seconds
+            return self.clock()
         if step != self.agreed_step:
-            self.seconds, signum = devices.agree(seconds, self.noted or 0)
+            self.seconds, signum = devices.agree(self.clock(), self.noted or 0)
             self.agreed_step, self.signum = step, int(signum) or None
         return self.seconds
 
