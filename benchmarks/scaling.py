@@ -13,7 +13,8 @@ On a CPU the devices share the same cores, so the figures show the cost of split
 all-reduce, smaller products per device), not a speedup.
 
     python benchmarks/scaling.py [--devices 1 2 4] [--per-device-batch 64] [--hidden 256]
-                                 [--cell gru] [--layers 2] [--seq-len 64] [--rounds 5] [--updates 5]
+                                 [--cell gru] [--layers 2] [--seq-len 64] [--precision float32]
+                                 [--rounds 5] [--updates 5]
 
 Not part of the test suite.
 """
@@ -38,7 +39,7 @@ def worker(args):
 
     B = args.per_device_batch * args.n
     model_cfg, cfg = build_configs(VOCAB, cell=args.cell, layers=args.layers, hidden=args.hidden, batch_size=B,
-                                   seq_len=args.seq_len, devices=args.n)
+                                   seq_len=args.seq_len, devices=args.n, precision=args.precision)
     params = model.shared_params(model.init_params(model_cfg, 0))
     opt_state = optim.optimizer_state(cfg.optimizer, params)
     step = train.compile_train_step(params, opt_state, model_cfg, cfg)
@@ -46,17 +47,17 @@ def worker(args):
     x = rng.integers(0, VOCAB, (cfg.seq_len, B)).astype(np.int32)
     y, w = np.roll(x, -1, axis=0), np.ones((cfg.seq_len, B), np.float32)
     states = train.zero_states(model_cfg, B, "float32")
-    keep = train.dropout_keep(model_cfg, cfg, 0, "float32")
+    key = [np.uint32(0)] if model_cfg.dropout else []  # the dropout masks' (made in the update)
     lr = np.float32(cfg.lr)
-    loss, _ = step(x, y, w, states, *keep, lr)
+    loss, _ = step(x, y, w, states, *key, lr)
     float(loss)
     report = {"devices": devices.describe(cfg), "batch": B, "all_reduce_bytes": all_reduce_bytes(step, x, y, w,
-                                                                                                 states, keep, lr)}
+                                                                                                 states, key, lr)}
     print(json.dumps(report), flush=True)
     for _ in sys.stdin:
         start = time.perf_counter()
         for _ in range(args.updates):
-            loss, _ = step(x, y, w, states, *keep, lr)
+            loss, _ = step(x, y, w, states, *key, lr)
             float(loss)  # as the training loop reads it
         print(json.dumps({"seconds": time.perf_counter() - start}), flush=True)
 
@@ -67,8 +68,8 @@ def all_reduce_bytes(step, *inputs):
 
     if not isinstance(step, devices.ShardedFunction):
         return 0
-    x, y, w, states, keep, lr = inputs
-    args = [x, y, w, states, *keep, lr, *(v.get_value() for v in step.shared)]
+    x, y, w, states, key, lr = inputs
+    args = [x, y, w, states, *key, lr, *(v.get_value() for v in step.shared)]
     text = step.jitted.lower(*[devices.place(a, s) for a, s in zip(args, step.in_shardings)]).compile().as_text()
     total = 0
     for line in text.splitlines():
@@ -87,6 +88,7 @@ def main():
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--hidden", type=int, default=256)
     parser.add_argument("--seq-len", type=int, default=64)
+    parser.add_argument("--precision", default="float32", choices=["float32", "bfloat16"])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--updates", type=int, default=5, help="updates per timed round")
     parser.add_argument("--n", type=int, help=argparse.SUPPRESS)  # a worker's device count
@@ -106,7 +108,8 @@ def main():
             proc.stdin.write("go\n")
             proc.stdin.flush()
             times[n].append(json.loads(proc.stdout.readline())["seconds"] / args.updates)
-    print(f"{args.cell} {args.layers}x{args.hidden}, seq {args.seq_len}, {args.per_device_batch} streams per device, "
+    print(f"{args.cell} {args.layers}x{args.hidden} ({args.precision}), seq {args.seq_len}, "
+          f"{args.per_device_batch} streams per device, "
           f"median of {args.rounds} rounds of {args.updates} updates")
     print(f"{'devices':>26} {'batch':>6} {'ms/update':>10} {'chars/s':>10} {'efficiency':>10} {'all-reduce':>11}")
     base = None
