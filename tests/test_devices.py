@@ -125,7 +125,8 @@ STEP_BY_STEP = textwrap.dedent("""
     stream = BatchStream(rng.integers(0, 20, 2000).astype(np.int32), 8, 6)
     report = {}
     # the LSTM (two states per layer) with its products in bfloat16 and two time steps per scan iteration
-    for cell, products, unroll, counts in (("gru", "float32", 1, (1, 2, 4)), ("lstm", "bfloat16", 2, (1, 2))):
+    # (4 devices: test_four_then_two_devices_train_as_one)
+    for cell, products, unroll, counts in (("gru", "float32", 1, (1, 2)), ("lstm", "bfloat16", 2, (1, 2))):
         for n in counts:
             model_cfg, cfg = build_configs(20, cell=cell, hidden=8, layers=2, dropout=0.2, batch_size=8, seq_len=6,
                                            devices=n, precision=products, unroll=unroll)
@@ -162,14 +163,14 @@ STEP_BY_STEP = textwrap.dedent("""
 
 @pytest.fixture(scope="module")
 def step_by_step():
-    """What STEP_BY_STEP reports, run once in a process whose JAX sees 4 CPU devices."""
-    result = subprocess.run([sys.executable, "-W", "error", "-c", STEP_BY_STEP], env=env(4), capture_output=True,
+    """What STEP_BY_STEP reports, run once in a process whose JAX sees 2 CPU devices."""
+    result = subprocess.run([sys.executable, "-W", "error", "-c", STEP_BY_STEP], env=env(2), capture_output=True,
                             text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
 
 
-@pytest.mark.parametrize("cell,n", [("gru", 2), ("gru", 4), ("lstm", 2)])
+@pytest.mark.parametrize("cell,n", [("gru", 2), ("lstm", 2)])
 def test_sharded_step_equals_the_one_device_step(step_by_step, cell, n):
     one, many = step_by_step[f"{cell} 1"], step_by_step[f"{cell} {n}"]
     assert (one["kind"], many["kind"]) == ("Function", "ShardedFunction")
@@ -178,7 +179,7 @@ def test_sharded_step_equals_the_one_device_step(step_by_step, cell, n):
     np.testing.assert_allclose(many["states"], one["states"], atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize("cell,n", [("gru", 2), ("gru", 4), ("lstm", 2)])
+@pytest.mark.parametrize("cell,n", [("gru", 2), ("lstm", 2)])
 def test_the_only_communication_is_the_all_reduce(step_by_step, cell, n):
     """No stream is gathered onto another device: each device works on its own streams, and the
     loss and the gradients are summed over devices (model.positions, devices.FLATTENING)."""
