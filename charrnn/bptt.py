@@ -9,6 +9,8 @@ the scans (dW_h = H_prev^T dA over all T*B rows). The only product left inside t
 is dA_t W_h^T. Each cell's backward step lives beside its forward step in cells.py;
 tests/test_bptt.py checks these gradients against pytensor.grad and finite differences.
 """
+from functools import partial
+
 import pytensor
 import pytensor.tensor as pt
 
@@ -45,26 +47,27 @@ def backward_layer(cell, dhs, tape, W_h, unroll=1):
     return da_h, (model.unblock(outs[k + 1], T)[::-1] if cell.split_input_grad else da_h)
 
 
-def backward(x, dtop, tapes, p, config, keep=None, precision="float32", unroll=1):
+def backward(x, dtop, tapes, p, config, keep=None, precision="float32", unroll=1, by_stream=False):
     """Gradients of every layer's W_x, b_x, W_h, b_h from dtop, the (T, B, H) gradient at the top
     layer's output (after dropout), given the tapes of model.run_layers(..., tape=True) (and its unroll);
-    the products in `precision` (the one-hot product of layer 0 stays float32: a scatter-add of rows)."""
+    the products in `precision` (the one-hot product of layer 0 stays float32: a scatter-add of rows).
+    by_stream: the weight gradients' rows are taken stream by stream (model.positions)."""
     cell = cells.cell(config, precision)
-    grads, dout = {}, dtop
-    V, H, G = config.vocab_size, config.hidden, cell.gates * config.hidden
+    grads, dout, V = {}, dtop, config.vocab_size
+    rows = partial(model.positions, by_stream=by_stream)
     for layer in reversed(range(config.layers)):
         W_x, b_x, W_h, b_h = model.layer_names(layer)
         t = tapes[layer]
         dhs = dout if keep is None else dout * keep[layer]
         da_h, da_x = backward_layer(cell, dhs, t, p[W_h], unroll)
-        rows_h, rows_x = da_h.reshape((-1, G)), da_x.reshape((-1, G))
-        grads[W_h] = cell.dot(t["h_prev"].reshape((-1, H)).T, rows_h)
+        rows_h, rows_x = rows(da_h), rows(da_x)
+        grads[W_h] = cell.dot(rows(t["h_prev"]).T, rows_h)
         grads[b_h] = rows_h.sum(axis=0)
         grads[b_x] = rows_x.sum(axis=0)
         if layer == 0:  # one-hot inputs: the rows of W_x that were read get their rows of dA
-            one_hot = pt.eq(x.reshape((-1, 1)), pt.arange(V)[None, :]).astype(rows_x.dtype)
+            one_hot = pt.eq(rows(x)[:, None], pt.arange(V)[None, :]).astype(rows_x.dtype)
             grads[W_x] = pt.dot(one_hot.T, rows_x)
         else:
-            grads[W_x] = cell.dot(t["inputs"].reshape((-1, H)).T, rows_x)
-            dout = cell.dot(da_x, p[W_x].T)
+            grads[W_x] = cell.dot(rows(t["inputs"]).T, rows_x)
+            dout = cell.dot(da_x, p[W_x].T)  # (T, B, H): one product per device (precision.dot)
     return grads

@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 from tqdm import tqdm
 
-from charrnn import __version__, checkpoint, configs, explain, idcache, lock, page, report, shakespeare
+from charrnn import __version__, checkpoint, configs, devices, explain, idcache, lock, page, report, shakespeare
 from charrnn.plot import PlotError, plot
 from charrnn.backend import DEFAULT_BACKEND
 from charrnn.decode import Decoding, DecodingError, continuation, encode_seed, first_line, read_seed_file, seed_source
@@ -19,7 +19,8 @@ from charrnn.corpus import CorpusError, TooShort, Vocab, check_sizes, read_text,
 from charrnn.evaluate import score_text
 from charrnn.model import shared_params
 from charrnn.options import (BACKEND, CHECKPOINT, ENV, JSON, PRECISION, QUIET, RUN_DIR, default_checkpoint, encoding,
-                             explain_options, predict_options, run_options, training_options, write_output)
+                             explain_options, placement_options, predict_options, run_options, training_options,
+                             write_output)
 from charrnn.sample import Sampler
 from charrnn.train import Trainer, TrainingDiverged, TrainingInterrupted, progress_bar
 
@@ -65,6 +66,7 @@ def cli():
 @training_options
 @BACKEND
 @PRECISION
+@placement_options
 @QUIET
 def train(corpus, encoding, preset, resume, out, quiet, **options):
     """Train a network on CORPUS (a text file, or - for stdin). With no CORPUS, train on the
@@ -79,6 +81,7 @@ def train(corpus, encoding, preset, resume, out, quiet, **options):
       charrnn train corpus.txt --preset lesson6 --out lesson6
       cat corpus.txt | charrnn train - --cell gru --layers 2 --max-steps 5000
     """
+    quiet = not devices.join(options) or quiet  # of several processes, process 0 alone talks (and writes)
     log = (lambda msg: None) if quiet else partial(tqdm.write, file=sys.stderr)
     try:
         vocab, ids = idcache.training_ids(corpus, encoding, log)
@@ -93,10 +96,12 @@ def train(corpus, encoding, preset, resume, out, quiet, **options):
         vocab, ids = configs.resume_ids(meta, vocab, ids)
     model_cfg, train_cfg = (configs.resume_configs(meta, options) if resume
                             else configs.build_configs(len(vocab), preset, **options))
+    train_cfg = devices.settle(train_cfg)
     train_ids, val_ids = split(ids, train_cfg.val_frac)
     check_sizes(len(train_ids), len(val_ids), train_cfg.batch_size, train_cfg.seq_len, train_cfg.val_frac)
     out_dir = Path(out or (Path(resume).parent if resume else RUN_DIR))
-    click.get_current_context().with_resource(lock.claim(out_dir))  # one run per directory, before any compiling
+    if devices.writes():  # one run per directory, before any compiling
+        click.get_current_context().with_resource(lock.claim(out_dir))
     log(f"corpus: {len(ids):,} characters ({len(val_ids):,} for validation), vocabulary of {len(vocab)}")
     trainer = Trainer(vocab, model_cfg, train_cfg, out_dir, log=log, show_progress=False if quiet else None)
     if resume:
@@ -104,7 +109,8 @@ def train(corpus, encoding, preset, resume, out, quiet, **options):
         trainer.restore(params, extras, meta)
         log(f"resuming {resume} at update {trainer.state.step}")
     trainer.compile()
-    _run(trainer, train_ids, val_ids, out_dir, log)
+    with devices.failing_alone(out_dir, trainer.state):
+        _run(trainer, train_ids, val_ids, out_dir, log)
 
 
 def _run(trainer, train_ids, val_ids, out_dir, log):

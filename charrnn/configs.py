@@ -42,6 +42,7 @@ class TrainConfig:
     warmup: int = 100  # cosine: updates of linear warm-up from lr / warmup to lr
     lr_floor: float = 0.1  # cosine: the learning rate at the end of the budget, as a fraction of lr
     unroll: int = 1  # time steps per scan iteration, a divisor of seq_len: the same result at another speed
+    devices: int = 1  # data-parallel devices over all processes (devices.py); the streams split evenly
 
 
 PRESETS = {
@@ -63,7 +64,7 @@ BEFORE = {"lr_schedule": "char-rnn"}
 # backend and precision only change how fast the same update is computed (precision: within bfloat16's rounding).
 RESUMABLE = ("lr", "lr_decay", "lr_decay_after", "epochs", "max_steps", "max_time", "patience", "eval_every",
              "log_every", "checkpoint_every", "sample_length", "backend", "precision", "lr_schedule", "warmup",
-             "lr_floor", "unroll")
+             "lr_floor", "unroll", "devices")
 
 
 class ConfigError(ValueError):

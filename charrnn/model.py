@@ -183,6 +183,14 @@ def run_layers(x, states0, p, config, mask=None, keep=None, tape=False, precisio
     return inputs, pt.stack(finals), tapes
 
 
+def positions(v, by_stream=False):
+    """(T, B, ...) -> (T*B, ...), one row per position: time by time, which one device computes
+    fastest, or stream by stream. A batch split over devices (devices.py) needs the streams' rows
+    together: in time-major rows every device's streams are interleaved, and XLA would gather the
+    whole batch onto every device to make them."""
+    return (v.swapaxes(0, 1) if by_stream else v).reshape((-1, *v.type.shape[2:]))
+
+
 def output_logits(hs, p, precision="float32"):
     """(..., H) hidden states -> (N, V) logits h·W_y + b_y, one row per position; the product in `precision`."""
     return dot(hs.reshape((-1, hs.shape[-1])), p["W_y"], precision) + p["b_y"]

@@ -14,6 +14,7 @@ import click
 from charrnn.backend import BACKENDS, DEFAULT_BACKEND, write_atomically
 from charrnn.cells import CELLS
 from charrnn.configs import PRESETS, TrainConfig
+from charrnn.devices import COORDINATOR_TIMEOUT, DeviceError, check_address
 from charrnn.model import ModelConfig
 from charrnn.optim import OPTIMIZERS
 from charrnn.precision import PRECISIONS
@@ -127,6 +128,31 @@ class Duration(click.ParamType):
         return seconds
 
 
+class Devices(click.ParamType):
+    """--devices: all, or a positive number of devices."""
+
+    name = "all|N"
+
+    def convert(self, value, param, ctx):
+        if value == "all" or (isinstance(value, int) and value > 0):
+            return value
+        if str(value).strip().isdigit() and int(value) > 0:
+            return int(value)
+        self.fail(f"{value!r} is neither all nor a positive number of devices", param, ctx)
+
+
+class Address(click.ParamType):
+    """HOST:PORT, checked (and the host looked up) before any work."""
+
+    name = "host:port"
+
+    def convert(self, value, param, ctx):
+        try:
+            return check_address(str(value))
+        except DeviceError as e:
+            self.fail(str(e), param, ctx)
+
+
 def _d(cls, name):
     """The dataclass default of a config field, for help texts: ' [default: VALUE]'."""
     return f" [default: {({f.name: f.default for f in fields(cls)}[name])}]"
@@ -204,6 +230,23 @@ RUN = [
                       "[default: checkpoints, or the --resume checkpoint's directory]"),
 ]
 
+# train's options for where it runs: how many devices, and which processes train together. The
+# process options (and --devices) also come from the environment as CHARRNN_COORDINATOR, ...; what
+# is not given there JAX reads from its own: JAX_COORDINATOR_ADDRESS, or a cluster's (SLURM, Open MPI).
+PLACEMENT = [
+    click.option("--devices", type=Devices(),
+                 help="Devices to train on, the --batch-size streams split evenly over them: all (every one JAX "
+                      "sees, on every process) or a number. [default: 1, or all with several processes]"),
+    click.option("--coordinator", type=Address(),
+                 help="HOST:PORT of process 0, where several processes (hosts) meet to train together: "
+                      "--coordinator 10.0.0.1:7777"),
+    click.option("--num-processes", type=POSITIVE, help="How many processes train together."),
+    click.option("--process-id", type=click.IntRange(min=0), help="This process's number, 0 to --num-processes - 1; "
+                 "process 0 writes the run's files."),
+    click.option("--coordinator-timeout", type=Duration(), default=f"{COORDINATOR_TIMEOUT}s", show_default=True,
+                 help="Give up when the processes have not all met at the coordinator within this time."),
+]
+
 # predict's options for where the continuation starts and what is shown.
 SEEDING = [
     click.option("--seed", help="Text to start from; - reads it from stdin (one final newline dropped)."),
@@ -275,5 +318,6 @@ def _all(options):
 
 run_options = _all(RUN)
 training_options = _all(TRAINING)
+placement_options = _all(PLACEMENT)
 predict_options = _all(SEEDING + DECODING + SHOWING)
 explain_options = _all(EXPLAINING)

@@ -21,16 +21,19 @@ PRECISIONS = ("float32", "bfloat16")  # --precision's choices; float32 first, th
 
 
 class BF16Dot(Op):
-    """(M, K)·(K, N) of float32 matrices, computed from bfloat16-rounded inputs with a float32
-    result under JAX, and as the exact float32 product elsewhere."""
+    """(..., K)·(K, N) of float32 tensors (a (M, K) matrix or a (T, B, K) sequence times a matrix),
+    computed from bfloat16-rounded inputs with a float32 result under JAX, and as the exact float32
+    product elsewhere. A sequence stays (T, B, K): flattened into rows, its batch axis would merge
+    with time, and a batch split over devices (devices.py) could not stay split."""
 
     __props__ = ()
 
     def make_node(self, a, b):
         a, b = pt.as_tensor_variable(a), pt.as_tensor_variable(b)
-        if a.type.ndim != 2 or b.type.ndim != 2 or a.type.dtype != "float32" or b.type.dtype != "float32":
-            raise TypeError(f"BF16Dot multiplies float32 matrices, not {a.type} and {b.type}")
-        return Apply(self, [a, b], [pt.tensor(dtype="float32", shape=(a.type.shape[0], b.type.shape[1]))])
+        if a.type.ndim < 2 or b.type.ndim != 2 or a.type.dtype != "float32" or b.type.dtype != "float32":
+            raise TypeError(f"BF16Dot multiplies float32 matrices (or sequences by a matrix), not {a.type} and "
+                            f"{b.type}")
+        return Apply(self, [a, b], [pt.tensor(dtype="float32", shape=(*a.type.shape[:-1], b.type.shape[1]))])
 
     def perform(self, node, inputs, output_storage):
         a, b = inputs
@@ -38,32 +41,30 @@ class BF16Dot(Op):
 
     def infer_shape(self, *args):
         # PyTensor 3.0 passes (fgraph, node, shapes); 3.3 passes (node, shapes) and warns about fgraph
-        (rows, _), (_, cols) = args[-1]
-        return [(rows, cols)]
+        shape_a, (_, cols) = args[-1]
+        return [(*shape_a[:-1], cols)]
 
     def pullback(self, inputs, outputs, cotangents):
         a, b = inputs
         (g,) = cotangents
         g = pt.cast(g, "float32")
-        return [pt.specify_shape(self(g, b.T), a.type.shape), pt.specify_shape(self(a.T, g), b.type.shape)]
+        rows_a, rows_g = a.reshape((-1, a.shape[-1])), g.reshape((-1, g.shape[-1]))  # as they are for matrices
+        return [pt.specify_shape(self(g, b.T), a.type.shape), pt.specify_shape(self(rows_a.T, rows_g), b.type.shape)]
 
 
 bf16_dot = BF16Dot()
 
 
 def dot(a, b, precision="float32"):
-    """a·b for a (..., K) and a (K, N) matrix b: pt.dot in float32; in bfloat16, BF16Dot of the
-    float32 operands (leading axes of `a` flattened into rows)."""
+    """a·b for a (..., K) tensor and a (K, N) matrix b, in `precision`: pt.dot (pt.matmul for a
+    sequence, which PyTensor flattens to one product on one device and which stays one product per
+    device for a batch split over devices), or BF16Dot of the float32 operands."""
     if precision == "float32":
-        return pt.dot(a, b)
+        return pt.dot(a, b) if pt.as_tensor_variable(a).type.ndim <= 2 else pt.matmul(a, b)
     if precision != "bfloat16":
         raise ValueError(f"precision is one of {', '.join(PRECISIONS)}, not {precision!r}")
     a, b = (pt.cast(pt.as_tensor_variable(v), "float32") for v in (a, b))
-    if a.type.ndim == 2:
-        return bf16_dot(a, b)
-    lead = [a.shape[i] if n is None else n for i, n in enumerate(a.type.shape[:-1])]  # static where known (JAX)
-    rows = bf16_dot(a.reshape((-1, a.shape[-1])), b)  # (T·B, N) for a (T, B, K) sequence
-    return rows.reshape((*lead, b.shape[-1] if b.type.shape[-1] is None else b.type.shape[-1]))
+    return bf16_dot(a, b)
 
 
 def describe(precision, backend):
@@ -109,7 +110,8 @@ def _register_numba():
         # Numba has no bfloat16: the exact float32 product (without this, PyTensor would run
         # `perform` in object mode, and say so in a warning).
         @numba_basic.numba_njit
-        def bf16_dot(a, b):
-            return np.dot(a, b)
+        def bf16_dot(a, b):  # Numba's np.dot takes matrices: a (T, B, K) sequence as rows, and back
+            rows = np.dot(np.ascontiguousarray(a).reshape((-1, a.shape[-1])), b)
+            return rows.reshape(a.shape[:-1] + (b.shape[1],))
 
         return bf16_dot, 1

@@ -2,10 +2,12 @@
 samples, checkpoints and stops."""
 import json
 import math
+import os
 import signal
 import sys
 import time
 from dataclasses import asdict, dataclass, fields
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -13,8 +15,7 @@ import pytensor
 import pytensor.tensor as pt
 from tqdm import tqdm
 
-from charrnn import __version__, bptt, checkpoint, dropout, model, optim, precision, schedule
-from charrnn.backend import compile_function, device
+from charrnn import __version__, bptt, checkpoint, devices, dropout, model, optim, precision, schedule
 from charrnn.configs import TrainConfig, sampler_context, unroll_steps
 from charrnn.corpus import BatchStream, Vocab, fingerprint, id_counts
 from charrnn.evaluate import evaluate_stream, validation_step
@@ -46,18 +47,22 @@ def compile_train_step(params, opt_state, model_cfg, train_cfg):
                                                               train_cfg.rng_seed, step, dtype)
     lr = pt.scalar("lr", dtype=dtype)  # an input, so a schedule never recompiles
     unroll, products = unroll_steps(train_cfg), train_cfg.precision
+    by_stream = train_cfg.devices > 1  # the streams are split over devices: model.positions
+    rows = partial(model.positions, by_stream=by_stream)
     top, finals, tapes = model.run_layers(x, states0, params, model_cfg, keep=keep, tape=True, precision=products,
                                           unroll=unroll)
-    total = (model.token_nll(model.output_logits(top, params, products), y) * w.reshape((-1,))).sum()
+    total = (model.token_nll(model.output_logits(rows(top), params, products), rows(y)) * rows(w)).sum()
     mean = total / w.sum()
     # Autodiff from the loss down to the top layer's outputs, then the recurrent layers by hand.
     dW_y, db_y, dtop = pytensor.grad(total if train_cfg.loss == "sum" else mean, [params["W_y"], params["b_y"], top])
-    grads = {"W_y": dW_y, "b_y": db_y, **bptt.backward(x, dtop, tapes, params, model_cfg, keep, products, unroll)}
+    grads = {"W_y": dW_y, "b_y": db_y,
+             **bptt.backward(x, dtop, tapes, params, model_cfg, keep, products, unroll, by_stream)}
     grads = [grads[name] for name in params]
     grads = dict(zip(params, optim.clip_by_global_norm(grads, train_cfg.clip), strict=True))
     updates = optim.updates(train_cfg.optimizer, params, grads, opt_state, lr)
     inputs = [x, y, w, states0, *([step] if step is not None else []), lr]
-    return compile_function(inputs, [mean, finals], updates=updates, backend=train_cfg.backend)
+    batch_axes = {x: 1, y: 1, w: 1, states0: 1, finals: 1}  # what devices > 1 split; step and lr are replicated
+    return devices.compile_step(inputs, [mean, finals], updates, train_cfg, batch_axes)
 
 
 # The TrainState fields a checkpoint's metadata holds at its top level; the others go under "resume".
@@ -164,7 +169,8 @@ class RunLog:
     def __init__(self, out_dir, log, chars_per_step, steps_per_epoch, fresh):
         self.metrics_path, self.samples_path, self.log = out_dir / "metrics.jsonl", out_dir / "samples.txt", log
         self.chars_per_step, self.steps_per_epoch = chars_per_step, steps_per_epoch
-        for path in (self.metrics_path, self.samples_path) if fresh else ():
+        self.writes = devices.writes()  # of several processes, process 0 alone writes
+        for path in (self.metrics_path, self.samples_path) if fresh and self.writes else ():
             path.write_text("", encoding="utf-8")
         self.start = self.window_start = time.perf_counter()
         self.window, self.unread, self.paused, self.updates = [], [], 0.0, 0
@@ -228,7 +234,7 @@ class RunLog:
         line = {"step": state.step, "epoch": round(epochs_done(state, self.steps_per_epoch), 4),
                 "chars": state.step * self.chars_per_step, **record,
                 "elapsed_s": round(time.perf_counter() - self.start, 3)}
-        with open(self.metrics_path, "a", encoding="utf-8") as f:
+        with open(self.metrics_path if self.writes else os.devnull, "a", encoding="utf-8") as f:
             f.write(json.dumps(line) + "\n")
 
     def validation(self, state, best):
@@ -240,7 +246,7 @@ class RunLog:
     def sample(self, state, seed, text, path):
         """Append a sample to samples.txt, and say it with checkpoint `path`."""
         self.log(f"checkpoint {path} (step {state.step}); sample:\n{seed}{text}")
-        with open(self.samples_path, "a", encoding="utf-8") as f:
+        with open(self.samples_path if self.writes else os.devnull, "a", encoding="utf-8") as f:
             f.write(f"--- step {state.step}, loss {state.loss} ---\n{seed}{text}\n")
 
 
@@ -288,8 +294,7 @@ class Trainer:
         self.sampler = Sampler(self.params, model_cfg, sampler_context(train_cfg), train_cfg.backend)
         self.guard = DivergenceGuard({**self.params, **self.opt_state})
         self.state, self.resumed = TrainState(), False
-        self.states = None  # (S, B, H) hidden state carried into the next batch
-        self.eval_fn = self.val_loss_step = None
+        self.states = self.eval_fn = self.val_loss_step = None  # states: (S, B, H), carried into the next batch
         self.dtype = self.params["W_y"].dtype
         self.zeros = zero_states(model_cfg, train_cfg.batch_size, self.dtype)
 
@@ -304,7 +309,7 @@ class Trainer:
     def compile(self):
         """Compile the training step, saying so and where it runs (the evaluation step compiles in `run`,
         once the validation stream's shape is known)."""
-        self.device = device(self.cfg.backend)
+        self.device = devices.describe(self.cfg)
         self.where = f"{self.cfg.backend} on {self.device}"  # the bar's description
         self.log(f"compiling the training step with the {self.cfg.backend} backend on {self.device}"
                  f"{precision.describe(self.cfg.precision, self.cfg.backend)}...")
@@ -315,7 +320,7 @@ class Trainer:
     def run(self, train_ids, val_ids=None):
         """Train until a stop; returns the path of latest.npz."""
         self._prepare(train_ids, val_ids)
-        with StopSignals() as self.signals:  # the loop finishes its update, then stops and checkpoints
+        with StopSignals(self.metrics.elapsed) as self.signals:  # the loop finishes its update, then stops
             with self.metrics.progress(self.bar_off, self.budget.total_steps, self.state, self.where):
                 self._loop()
                 self._after_update(stopped=True)  # a budget spent in a validation pass stops between log lines
@@ -336,8 +341,8 @@ class Trainer:
         self.metrics = RunLog(self.out_dir, self.log, self.stream.T * self.stream.B, len(self.stream), not self.resumed)
 
     def _should_stop(self):
-        patience = self.cfg.patience is not None and self.state.evals_since_best >= self.cfg.patience
-        return self.budget.spent(self.state.step, self.metrics.elapsed()) or patience or bool(self.signals.signum)
+        s, patience = self.state, self.cfg.patience is not None and self.state.evals_since_best >= self.cfg.patience
+        return self.budget.spent(s.step, self.signals.elapsed(s.step)) or patience or bool(self.signals.signum)
 
     def _loop(self):
         """Updates until a stop; after each, the guard, logging, evaluation and checkpoints have their turn."""
@@ -350,7 +355,7 @@ class Trainer:
                         s.epoch, s.position = s.epoch + 1, 0
                         self.evaluate()
                     continue
-                s.progress = self.budget.progress(s.step, self.metrics.elapsed())  # of the schedule
+                s.progress = self.budget.progress(s.step, self.signals.elapsed(s.step))  # of the schedule
                 self.metrics.add(self._update())  # --- one update
                 s.step, s.position = s.step + 1, s.position + 1
                 self._after_update()
@@ -369,6 +374,7 @@ class Trainer:
             if not stopped and self._diverged(self.guard.window_verdict(s, self.metrics.window)):
                 return
             self.metrics.close_window(s, s.lr(cfg))
+            devices.to_host(self.step_fn)  # the weights, from the devices the step keeps them on
             self.guard.remember(s, self.states)
         if evaluate:  # --- evaluation
             self.evaluate()
@@ -403,10 +409,11 @@ class Trainer:
         start, s = time.perf_counter(), self.state
         if self.val_stream is None or self.val_loss_step == s.step:
             return
+        devices.to_host(self.step_fn)
         with progress_bar(self.bar_off, desc="validation", leave=False) as bar:  # 5 MB take over a minute
             total, _, count = evaluate_stream(self.eval_fn, self.val_stream, self.model_cfg, self.cfg.carry_state,
                                               self.dtype, bar)
-        best, self.val_loss_step = s.record_validation(total / count), s.step
+        best, self.val_loss_step = s.record_validation(devices.from_process_0(total / count)), s.step
         if best:
             self._save("best.npz")
         self.metrics.validation(s, best)
@@ -423,10 +430,17 @@ class Trainer:
 
     def _save(self, name):
         """Write checkpoint `name` in the run directory: weights, optimizer state, carried state, metadata."""
-        checkpoint.save_run(self.out_dir / name, {n: p.get_value() for n, p in self.params.items()},
-                            {n: v.get_value() for n, v in self.opt_state.items()}, self.states,
-                            self.description.metadata(self.state))
+        carried, meta = devices.to_host(self.step_fn, self.states), self.description.metadata(self.state)
+        write_checkpoint(self.out_dir / name, self.params, self.opt_state, carried, meta)  # every process calls it
         return self.out_dir / name
+
+
+def write_checkpoint(path, params, opt_state, carried, meta):
+    """checkpoint.save_run with the shared variables' values: of several processes training, process 0 alone
+    writes (all of them gathered the carried (S, B, H) state, a collective, with devices.to_host)."""
+    if devices.writes():
+        checkpoint.save_run(path, {n: p.get_value() for n, p in params.items()},
+                            {n: v.get_value() for n, v in opt_state.items()}, carried, meta)
 
 
 def progress_bar(disable, **options):
@@ -435,16 +449,35 @@ def progress_bar(disable, **options):
 
 
 class StopSignals:
-    """While the block runs, SIGINT and SIGTERM do not stop the process: the last one to arrive is kept in `signum`."""
+    """While the block runs, SIGINT and SIGTERM do not stop the process: the last one to arrive is kept in `signum`.
+    With several processes, what stops the run is agreed by all of them: the signals and the training time."""
 
-    signum = None
+    signum = noted = None
+    agreed_step = None  # the update the processes last agreed at
+
+    def __init__(self, clock):
+        self.clock = clock  # this invocation's training time so far, in seconds
 
     def __enter__(self):
         self.previous = {sig: signal.signal(sig, self._note) for sig in (signal.SIGINT, signal.SIGTERM)}
         return self
 
     def _note(self, signum, frame):
-        self.signum = signum
+        self.noted = signum
+        if devices.Processes.count == 1:
+            self.signum = signum
+
+    def elapsed(self, step):
+        """The training time at update `step`, as every process sees it. Several processes agree once
+        per update on the longest of their times (a budget spent in one is spent in all, and a
+        time-based schedule has one learning rate) and on the signals, a signal to one being a
+        signal to all (devices.agree: a collective)."""
+        if devices.Processes.count == 1:
+            return self.clock()
+        if step != self.agreed_step:
+            self.seconds, signum = devices.agree(self.clock(), self.noted or 0)
+            self.agreed_step, self.signum = step, int(signum) or None
+        return self.seconds
 
     def __exit__(self, *exc):
         for sig, old in self.previous.items():
