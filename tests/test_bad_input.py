@@ -139,6 +139,12 @@ def test_an_unroll_that_does_not_divide_the_sequence(saved):
     assert result.exit_code == 2 and "--unroll 3 does not divide --seq-len 8" in one_error_line(result)
 
 
+def test_a_preset_on_resume(saved):
+    result = run("train", str(saved.parent / "c.txt"), "--resume", str(saved / "latest.npz"), "--preset", "lesson6")
+    assert result.exit_code == 2
+    assert "--preset cannot be combined with --resume: the run's configuration comes from" in one_error_line(result)
+
+
 def test_read_only_output_directory(tmp_path, saved):
     with tmpfs(tmp_path / "readonly", "ro,size=1m") as mount:
         result = run("train", str(saved.parent / "c.txt"), "--preset", "lesson6", "--out", str(mount))
