@@ -9,8 +9,8 @@ for a fixed time budget, one process at a time, and record the best validation l
                                                              # (--rng-seed 1 and 2), for the spread
     python benchmarks/sweep.py --budget 5m gru2x384-drop0.2  # named candidates only (stage "manual")
 
-Each run is a real `charrnn train CORPUS --max-time BUDGET` process (compile time is not counted in
-the budget; evaluation and checkpoints are). Every run is appended to benchmarks/sweep_results.jsonl
+Each run is a real `charrnn train CORPUS --max-time BUDGET` process (PyTensor's compile time is not
+counted in the budget; XLA's compiling at the first update, evaluation and checkpoints are). Every run is appended to benchmarks/sweep_results.jsonl
 with its stage, schedule, learning rate, seed, the configuration its checkpoint records and the load
 average before it started (the runs are only comparable on a quiet machine: nothing else running).
 Stages 2 and final choose from the results already recorded for the same schedule. `--extra` adds
