@@ -38,7 +38,7 @@ class TrainConfig:
     # weights, optimizer state, the loss and checkpoints are float32 either way. Older checkpoints: float32
     precision: str = "float32"
     # char-rnn (lr_decay after lr_decay_after epochs) or cosine; char-rnn until a sweep measures otherwise
-    lr_schedule: str = "char-rnn"
+    lr_schedule: str = "cosine"  # chosen by benchmarks/sweep.py --stage schedules (benchmarks/README.md)
     warmup: int = 100  # cosine: updates of linear warm-up from lr / warmup to lr
     lr_floor: float = 0.1  # cosine: the learning rate at the end of the budget, as a fraction of lr
     unroll: int = 1  # time steps per scan iteration, a divisor of seq_len: the same result at another speed

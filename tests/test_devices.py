@@ -22,7 +22,7 @@ from conftest import PATTERN
 
 SMALL = ["--cell", "gru", "--layers", "2", "--hidden", "16", "--batch-size", "8", "--seq-len", "8",
          "--dropout", "0.2", "--log-every", "1", "--eval-every", "5", "--checkpoint-every", "6",
-         "--sample-length", "5", "--val-frac", "0.1"]
+         "--sample-length", "5", "--val-frac", "0.1", "--lr-schedule", "char-rnn"]  # resumed with a new --max-steps
 
 
 def env(n_devices):

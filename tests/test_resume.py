@@ -49,7 +49,7 @@ def ctrl_c_after(monkeypatch, step):
 # char-rnn's schedule decaying from the second epoch on, the first part stopped by its own --max-steps
 # and resumed with a larger one; cosine over --max-steps 40, the first part stopped by a Ctrl-C.
 # --unroll may change on resume, since it changes nothing but the speed.
-CASES = {"char-rnn": ("adam", ["--lr-decay-after", "1", "--lr-decay", "0.5"], "2"),
+CASES = {"char-rnn": ("adam", ["--lr-schedule", "char-rnn", "--lr-decay-after", "1", "--lr-decay", "0.5"], "2"),
          "cosine": ("momentum", ["--lr-schedule", "cosine", "--warmup", "5"], "1")}
 
 

@@ -95,7 +95,8 @@ def test_gated_network_learns_and_keeps_the_best_checkpoint(tmp_path):
     text = PATTERN * 400
     vocab = Vocab.from_text(text)
     model_cfg, cfg = build_configs(len(vocab), cell="gru", layers=2, hidden=32, batch_size=8, seq_len=16,
-                                   max_steps=150, eval_every=25, log_every=25, checkpoint_every=1000, sample_length=10)
+                                   max_steps=150, eval_every=25, log_every=25, checkpoint_every=1000, sample_length=10,
+                                   lr_schedule="char-rnn")  # cosine's 100 updates of warm-up are most of 150
     trainer = Trainer(vocab, model_cfg, cfg, tmp_path, log=lambda m: None, show_progress=False)
     trainer.compile()
     trainer.run(*split(vocab.encode(text), cfg.val_frac))
@@ -111,7 +112,7 @@ def test_gated_network_learns_and_keeps_the_best_checkpoint(tmp_path):
 
 def test_lr_schedule_decays_after_the_given_epoch(tmp_path):
     vocab = Vocab("ab")
-    _, cfg = build_configs(2, lr=1.0, lr_decay=0.5, lr_decay_after=2)
+    _, cfg = build_configs(2, lr=1.0, lr_decay=0.5, lr_decay_after=2, lr_schedule="char-rnn")
     trainer = Trainer(vocab, model.ModelConfig(2, hidden=2), cfg, tmp_path, log=lambda m: None)
     lrs = []
     for epoch in range(5):
