@@ -37,7 +37,7 @@ class TrainConfig:
     # the training step's matrix products: float32, or bfloat16 inputs accumulated in float32 (precision.py);
     # weights, optimizer state, the loss and checkpoints are float32 either way. Older checkpoints: float32
     precision: str = "float32"
-    # char-rnn (lr_decay after lr_decay_after epochs) or cosine; char-rnn until a sweep measures otherwise
+    # char-rnn (lr_decay after lr_decay_after epochs) or cosine (warm-up, then down to lr_floor by the budget's end)
     lr_schedule: str = "cosine"  # chosen by benchmarks/sweep.py --stage schedules (benchmarks/README.md)
     warmup: int = 100  # cosine: updates of linear warm-up from lr / warmup to lr
     lr_floor: float = 0.1  # cosine: the learning rate at the end of the budget, as a fraction of lr
