@@ -2,7 +2,6 @@
 samples, checkpoints and stops."""
 import json
 import math
-import os
 import signal
 import sys
 import time
@@ -234,8 +233,7 @@ class RunLog:
         line = {"step": state.step, "epoch": round(epochs_done(state, self.steps_per_epoch), 4),
                 "chars": state.step * self.chars_per_step, **record,
                 "elapsed_s": round(time.perf_counter() - self.start, 3)}
-        with open(self.metrics_path if self.writes else os.devnull, "a", encoding="utf-8") as f:
-            f.write(json.dumps(line) + "\n")
+        self._append(self.metrics_path, json.dumps(line) + "\n")
 
     def validation(self, state, best):
         """Write and say the validation loss `state` holds (`best`: it was saved as best.npz)."""
@@ -246,8 +244,13 @@ class RunLog:
     def sample(self, state, seed, text, path):
         """Append a sample to samples.txt, and say it with checkpoint `path`."""
         self.log(f"checkpoint {path} (step {state.step}); sample:\n{seed}{text}")
-        with open(self.samples_path if self.writes else os.devnull, "a", encoding="utf-8") as f:
-            f.write(f"--- step {state.step}, loss {state.loss} ---\n{seed}{text}\n")
+        self._append(self.samples_path, f"--- step {state.step}, loss {state.loss} ---\n{seed}{text}\n")
+
+    def _append(self, path, text):
+        """Append `text` to `path`; of several processes, process 0 alone writes."""
+        if self.writes:
+            with open(path, "a", encoding="utf-8") as f:
+                f.write(text)
 
 
 @dataclass(frozen=True)
