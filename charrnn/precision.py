@@ -111,7 +111,9 @@ def _register_numba():
         # `perform` in object mode, and say so in a warning).
         @numba_basic.numba_njit
         def bf16_dot(a, b):  # Numba's np.dot takes matrices: a (T, B, K) sequence as rows, and back
-            rows = np.dot(np.ascontiguousarray(a).reshape((-1, a.shape[-1])), b)
+            # contiguous both (a gradient's operand is a transposed view; Numba 0.65 warns of the
+            # slower product otherwise)
+            rows = np.dot(np.ascontiguousarray(a).reshape((-1, a.shape[-1])), np.ascontiguousarray(b))
             return rows.reshape(a.shape[:-1] + (b.shape[1],))
 
         return bf16_dot, 1
