@@ -200,8 +200,9 @@ TRAINING = [
                       + _d(TrainConfig, "checkpoint_every")),
     click.option("--log-every", type=POSITIVE,
                  help="Updates between metrics.jsonl entries." + _d(TrainConfig, "log_every")),
-    click.option("--sample-length", type=POSITIVE,
-                 help="Characters in each training-time sample." + _d(TrainConfig, "sample_length")),
+    click.option("--sample-length", type=click.IntRange(min=0),
+                 help="Characters in each training-time sample; 0: checkpoints without samples."
+                      + _d(TrainConfig, "sample_length")),
     click.option("--lr-schedule", type=click.Choice(list(SCHEDULES)),
                  help="char-rnn: multiply lr by --lr-decay after each epoch past --lr-decay-after. cosine: warm up "
                       "over --warmup updates, then fall along a half cosine to --lr-floor x lr by the end of the "

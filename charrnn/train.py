@@ -423,12 +423,17 @@ class Trainer:
         self.metrics.pause(start)
 
     def checkpoint(self):
-        """Write latest.npz, then append a sample from the current weights to samples.txt."""
+        """Write latest.npz, then append a sample from the current weights to samples.txt (none with
+        --sample-length 0: nothing is compiled for it)."""
         start = time.perf_counter()
         path = self._save("latest.npz")
-        seed = self.vocab.decode(self.seed_ids)
-        text = self.vocab.decode(self.sampler.generate(self.seed_ids, self.cfg.sample_length, 1.0, self.state.step))
-        self.metrics.sample(self.state, seed, text, path)
+        if self.cfg.sample_length:
+            seed = self.vocab.decode(self.seed_ids)
+            text = self.vocab.decode(self.sampler.generate(self.seed_ids, self.cfg.sample_length, 1.0,
+                                                           self.state.step))
+            self.metrics.sample(self.state, seed, text, path)
+        else:
+            self.log(f"checkpoint {path} (step {self.state.step})")
         self.metrics.pause(start)
 
     def _save(self, name):

@@ -210,7 +210,7 @@ def training_on(charrnn_cmd, corpus, out):
     """Two processes of one device each training for long, once process 0 wrote its first checkpoint
     (every 5 updates); returns them and the checkpoint's path."""
     procs = train_together(charrnn_cmd, corpus, out, 2, 1, "--max-steps", "100000", "--checkpoint-every", "5",
-                           "--val-frac", "0", "--layers", "1")
+                           "--val-frac", "0", "--layers", "1", "--sample-length", "0")
     latest = out / "latest.npz"
     deadline = time.monotonic() + 240
     while not latest.exists() and time.monotonic() < deadline and procs[0].poll() is None:
