@@ -72,6 +72,14 @@ def charrnn_cmd():
     return [script] if script else [sys.executable, "-m", "charrnn"]
 
 
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    """A training text for the multi-device runs (test_devices, test_processes)."""
+    path = tmp_path_factory.mktemp("corpus") / "c.txt"
+    path.write_text(PATTERN * 60)  # 780 characters: 10 batches of 8 x 8 per epoch
+    return path
+
+
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory, charrnn_cmd):
     """A checkpoint trained by a real `charrnn train` process on a repetitive corpus."""

@@ -1,15 +1,13 @@
 """Training on several devices and several processes (charrnn/devices.py). XLA presents this CPU as
 N devices when XLA_FLAGS says so before JAX starts, so every multi-device run is a subprocess: the
 sharded step against the one-device step, real `charrnn train` runs on 1, 2 and 4 devices, two real
-processes meeting on 127.0.0.1, one of them killed, and bad input."""
+processes meeting on 127.0.0.1 (test_processes.py stops them), and bad input."""
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
 import textwrap
-import time
 
 import numpy as np
 import pytest
@@ -18,7 +16,6 @@ from click.testing import CliRunner
 from charrnn import checkpoint, devices, model
 from charrnn.cli import cli
 from charrnn.configs import build_configs
-from conftest import PATTERN
 
 SMALL = ["--cell", "gru", "--layers", "2", "--hidden", "16", "--batch-size", "8", "--seq-len", "8",
          "--dropout", "0.2", "--log-every", "1", "--eval-every", "5", "--checkpoint-every", "6",
@@ -57,13 +54,6 @@ def assert_same_run(got, want):
         np.testing.assert_allclose(a[name], b[name], atol=1e-5, rtol=0)
     for name in extra_a:
         np.testing.assert_allclose(extra_a[name], extra_b[name], atol=1e-5, rtol=0)
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    path = tmp_path_factory.mktemp("corpus") / "c.txt"
-    path.write_text(PATTERN * 60)  # 780 characters: 10 batches of 8 x 8 per epoch
-    return path
 
 
 def charrnn(charrnn_cmd, corpus, out, n_devices, *args):
@@ -204,51 +194,6 @@ def test_two_processes_train_as_one(one_device, charrnn_cmd, corpus, tmp_path):
     assert_same_run(tmp_path / "run", one_device)
     assert "on 4 x cpu in 2 processes" in err0 and err1 == ""  # process 1 says nothing
     assert out0 == out1 == ""  # nor does gloo, on stdout
-
-
-def training_on(charrnn_cmd, corpus, out):
-    """Two processes of one device each training for long, once process 0 wrote its first checkpoint
-    (every 5 updates); returns them and the checkpoint's path."""
-    procs = train_together(charrnn_cmd, corpus, out, 2, 1, "--max-steps", "100000", "--checkpoint-every", "5",
-                           "--val-frac", "0", "--layers", "1", "--sample-length", "0")
-    latest = out / "latest.npz"
-    deadline = time.monotonic() + 240
-    while not latest.exists() and time.monotonic() < deadline and procs[0].poll() is None:
-        time.sleep(0.2)
-    assert latest.exists(), procs[0].communicate()[1]
-    return procs, latest
-
-
-def test_a_killed_process_stops_the_other(charrnn_cmd, corpus, tmp_path):
-    procs, latest = training_on(charrnn_cmd, corpus, tmp_path / "run")
-    procs[1].kill()
-    procs[1].communicate()
-    _, err = procs[0].communicate(timeout=60)  # JAX's own runtime would wait 100 s, then abort
-    errors = [line for line in err.splitlines() if line.startswith("Error:")]
-    assert procs[0].returncode == 1 and len(errors) == 1 and "Traceback" not in err, err
-    assert "another process of the run stopped answering" in errors[0] and "the last checkpoint" in errors[0]
-    params, meta = checkpoint.load(latest)
-    assert meta["step"] % 5 == 0 and params
-
-
-def test_ctrl_c_in_one_process_stops_both_with_one_checkpoint(charrnn_cmd, corpus, tmp_path):
-    procs, latest = training_on(charrnn_cmd, corpus, tmp_path / "run")
-    procs[1].send_signal(signal.SIGINT)
-    (_, err0), (_, err1) = (p.communicate(timeout=120) for p in procs)
-    assert [p.returncode for p in procs] == [130, 130], err0 + err1
-    step = checkpoint.load(latest)[1]["step"]
-    assert f"stopped by SIGINT after {step} updates; checkpoint {latest}" in err0  # written by process 0
-
-
-def test_an_unreachable_coordinator_is_one_line(charrnn_cmd, corpus, tmp_path):
-    start = time.monotonic()
-    result = subprocess.run([*charrnn_cmd, "train", str(corpus), "--out", str(tmp_path), "--coordinator",
-                             f"127.0.0.1:{free_port()}", "--num-processes", "2", "--process-id", "1",
-                             "--coordinator-timeout", "2s"], capture_output=True, text=True, timeout=120)
-    assert result.returncode == 1 and time.monotonic() - start < 60
-    assert result.stderr.strip().splitlines() == [
-        f"Error: process 1 could not reach the coordinator {result.args[6]} within 2 s; start process 0 there "
-        f"first (or check the address and the firewall)"]
 
 
 def run(*args):

@@ -220,7 +220,8 @@ def test_a_full_disk_keeps_the_previous_checkpoint(tmp_path, tiny_filesystem):
     assert "cannot write in" in result.stderr and "No space left on device" in result.stderr
     assert "Traceback" not in result.stderr
     assert (run / "latest.npz").read_bytes() == before
-    assert sorted(p.name for p in run.iterdir()) == [".lock", "best.npz", "latest.npz", "metrics.jsonl", "samples.txt"]
+    assert sorted(p.name for p in run.iterdir()) == [".lock", "best.npz", "latest.npz", "metrics.jsonl",
+                                                     "samples.txt"]
 
 
 def test_divergence_guard_applies_char_rnns_3x_rule(tmp_path):
