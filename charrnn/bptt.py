@@ -61,13 +61,13 @@ def backward(x, dtop, tapes, p, config, keep=None, precision="float32", unroll=1
         dhs = dout if keep is None else dout * keep[layer]
         da_h, da_x = backward_layer(cell, dhs, t, p[W_h], unroll)
         rows_h, rows_x = rows(da_h), rows(da_x)
-        grads[W_h] = cell.dot(rows(t["h_prev"]).T, rows_h)
+        grads[W_h] = cell.dot_t(t["h_prev"], da_h, rows)
         grads[b_h] = rows_h.sum(axis=0)
         grads[b_x] = rows_x.sum(axis=0)
         if layer == 0:  # one-hot inputs: the rows of W_x that were read get their rows of dA
             one_hot = pt.eq(rows(x)[:, None], pt.arange(V)[None, :]).astype(rows_x.dtype)
             grads[W_x] = pt.dot(one_hot.T, rows_x)
         else:
-            grads[W_x] = cell.dot(rows(t["inputs"]).T, rows_x)
+            grads[W_x] = cell.dot_t(t["inputs"], da_x, rows)
             dout = cell.dot(da_x, p[W_x].T)  # (T, B, H): one product per device (precision.dot)
     return grads

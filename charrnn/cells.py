@@ -42,6 +42,10 @@ class Cell:
         """a·b in the cell's precision."""
         return precision.dot(a, b, self.precision)
 
+    def dot_t(self, a, b, rows=None):
+        """aᵀ·b summed over rows (a weight gradient) in the cell's precision."""
+        return precision.dot_t(a, b, self.precision, rows)
+
     @property
     def label(self):
         """The cell in words, for `info`."""

@@ -24,35 +24,50 @@ class BF16Dot(Op):
     """(..., K)·(K, N) of float32 tensors (a (M, K) matrix or a (T, B, K) sequence times a matrix),
     computed from bfloat16-rounded inputs with a float32 result under JAX, and as the exact float32
     product elsewhere. A sequence stays (T, B, K): flattened into rows, its batch axis would merge
-    with time, and a batch split over devices (devices.py) could not stay split."""
+    with time, and a batch split over devices (devices.py) could not stay split.
 
-    __props__ = ()
+    transpose_a: the sum over rows a weight gradient is, aᵀ·b of (..., K) and (..., N) tensors with the
+    same leading axes (all of them summed over): (K, N). XLA's CPU backend multiplies bfloat16
+    natively only when the first operand's summed axis is its last. A transposed matrix it would
+    multiply in float32 (from the rounded inputs, at half the speed); a (T, B) sequence summed over
+    both axes it rearranges into that form itself, so a sequence is passed as it is."""
+
+    __props__ = ("transpose_a",)
+
+    def __init__(self, transpose_a=False):
+        self.transpose_a = transpose_a
 
     def make_node(self, a, b):
         a, b = pt.as_tensor_variable(a), pt.as_tensor_variable(b)
-        if a.type.ndim < 2 or b.type.ndim != 2 or a.type.dtype != "float32" or b.type.dtype != "float32":
+        if a.type.ndim < 2 or a.type.dtype != "float32" or b.type.dtype != "float32" or (
+                b.type.ndim != (a.type.ndim if self.transpose_a else 2)):
             raise TypeError(f"BF16Dot multiplies float32 matrices (or sequences by a matrix), not {a.type} and "
                             f"{b.type}")
-        return Apply(self, [a, b], [pt.tensor(dtype="float32", shape=(*a.type.shape[:-1], b.type.shape[1]))])
+        rows = a.type.shape[-1:] if self.transpose_a else a.type.shape[:-1]
+        return Apply(self, [a, b], [pt.tensor(dtype="float32", shape=(*rows, b.type.shape[-1]))])
 
     def perform(self, node, inputs, output_storage):
         a, b = inputs
-        output_storage[0][0] = np.dot(a, b)  # float32 in, float32 out: the exact float32 product
+        if self.transpose_a:  # the exact float32 product
+            output_storage[0][0] = np.dot(a.reshape(-1, a.shape[-1]).T, b.reshape(-1, b.shape[-1]))
+        else:
+            output_storage[0][0] = np.dot(a, b)
 
     def infer_shape(self, *args):
         # PyTensor 3.0 passes (fgraph, node, shapes); 3.3 passes (node, shapes) and warns about fgraph
-        shape_a, (_, cols) = args[-1]
-        return [(*shape_a[:-1], cols)]
+        shape_a, shape_b = args[-1]
+        return [(*(shape_a[-1:] if self.transpose_a else shape_a[:-1]), shape_b[-1])]
 
     def pullback(self, inputs, outputs, cotangents):
         a, b = inputs
         (g,) = cotangents
         g = pt.cast(g, "float32")
-        rows_a, rows_g = a.reshape((-1, a.shape[-1])), g.reshape((-1, g.shape[-1]))  # as they are for matrices
-        return [pt.specify_shape(self(g, b.T), a.type.shape), pt.specify_shape(self(rows_a.T, rows_g), b.type.shape)]
+        if self.transpose_a:  # y = aᵀ·b: da = b·gᵀ, db = a·g
+            return [bf16_dot(b, g.T), bf16_dot(a, g)]
+        return [pt.specify_shape(bf16_dot(g, b.T), a.type.shape), pt.specify_shape(bf16_dot_t(a, g), b.type.shape)]
 
 
-bf16_dot = BF16Dot()
+bf16_dot, bf16_dot_t = BF16Dot(), BF16Dot(transpose_a=True)
 
 
 def dot(a, b, precision="float32"):
@@ -65,6 +80,19 @@ def dot(a, b, precision="float32"):
         raise ValueError(f"precision is one of {', '.join(PRECISIONS)}, not {precision!r}")
     a, b = (pt.cast(pt.as_tensor_variable(v), "float32") for v in (a, b))
     return bf16_dot(a, b)
+
+
+def dot_t(a, b, precision="float32", rows=None):
+    """aᵀ·b, summed over the rows of (..., K) and (..., N) tensors (a weight gradient), in `precision`:
+    pt.dot of the tensors as rows (`rows` flattens a sequence, in the order a batch split over
+    devices needs), or BF16Dot's transposing variant of them as they are."""
+    if precision == "float32":
+        rows = rows or (lambda v: v.reshape((-1, v.shape[-1])))
+        return pt.dot(rows(a).T, rows(b))
+    if precision != "bfloat16":
+        raise ValueError(f"precision is one of {', '.join(PRECISIONS)}, not {precision!r}")
+    a, b = (pt.cast(pt.as_tensor_variable(v), "float32") for v in (a, b))
+    return bf16_dot_t(a, b)
 
 
 def describe(precision, backend):
@@ -89,6 +117,7 @@ def register(backend):
 
 
 def _register_jax():
+    import jax
     import jax.numpy as jnp
     from pytensor.link.jax.dispatch import jax_funcify
 
@@ -99,7 +128,12 @@ def _register_jax():
         def bf16_dot(a, b):
             return jnp.dot(a.astype(jnp.bfloat16), b.astype(jnp.bfloat16), preferred_element_type=jnp.float32)
 
-        return bf16_dot
+        def bf16_dot_t(a, b):  # summed over every axis but the last
+            lead = tuple(range(a.ndim - 1))
+            return jax.lax.dot_general(a.astype(jnp.bfloat16), b.astype(jnp.bfloat16), ((lead, lead), ((), ())),
+                                       preferred_element_type=jnp.float32)
+
+        return bf16_dot_t if op.transpose_a else bf16_dot
 
 
 def _register_numba():
@@ -109,11 +143,15 @@ def _register_numba():
     def numba_funcify_BF16Dot(op, node, **kwargs):
         # Numba has no bfloat16: the exact float32 product (without this, PyTensor would run
         # `perform` in object mode, and say so in a warning).
+        # Both operands contiguous: a gradient's is a transposed view, and Numba 0.65 warns of the slower product.
         @numba_basic.numba_njit
         def bf16_dot(a, b):  # Numba's np.dot takes matrices: a (T, B, K) sequence as rows, and back
-            # contiguous both (a gradient's operand is a transposed view; Numba 0.65 warns of the
-            # slower product otherwise)
             rows = np.dot(np.ascontiguousarray(a).reshape((-1, a.shape[-1])), np.ascontiguousarray(b))
             return rows.reshape(a.shape[:-1] + (b.shape[1],))
 
-        return bf16_dot, 1
+        @numba_basic.numba_njit
+        def bf16_dot_t(a, b):
+            rows_a = np.ascontiguousarray(a).reshape((-1, a.shape[-1]))
+            return np.dot(np.ascontiguousarray(rows_a.T), np.ascontiguousarray(b).reshape((-1, b.shape[-1])))
+
+        return (bf16_dot_t if op.transpose_a else bf16_dot), 1

@@ -2,6 +2,7 @@
 exact float32 product on every other backend, its gradient is two more such products, and a
 bfloat16 training step equals float32's within bfloat16's rounding."""
 import json
+import re
 from collections import Counter
 
 import ml_dtypes
@@ -73,6 +74,50 @@ def test_a_sequence_is_multiplied_row_by_row_keeping_its_static_shape():
     assert y.type.shape == (3, 2, N)
     x = RNG.normal(size=(3, 2, K)).astype(np.float32)
     np.testing.assert_allclose(compile_py([a], y)(x), x @ B, rtol=1e-6, atol=1e-6)
+
+
+def test_a_product_over_rows_and_its_gradient():
+    """dot_t(a, w) = aᵀ·w summed over a (2, 3) sequence's rows (a weight gradient's product), and its own
+    gradient: exact in float32 with PyTensor's Python implementations, from bfloat16-rounded inputs with JAX."""
+    a, w = pt.tensor("a", dtype="float32", shape=(2, 3, K)), pt.tensor("w", dtype="float32", shape=(2, 3, N))
+    y = precision.dot_t(a, w, "bfloat16")
+    assert y.type.shape == (K, N) and precision.dot_t(a, w).owner.op == pt.dot(A.T, W).owner.op
+    outputs = [y, *pytensor.grad((y * B).sum(), [a, w])]  # d/da = w·Bᵀ, d/dw = a·B
+    seq_a, seq_w = A.reshape(2, 3, K), W.reshape(2, 3, N)
+    for got, want in zip(compile_py([a, w], outputs)(seq_a, seq_w), (A.T @ W, W @ B.T, A @ B)):
+        np.testing.assert_allclose(got.reshape(want.shape), want, rtol=1e-5, atol=1e-5)
+    A16, W16, B16 = (bf16(x).astype(np.float64) for x in (A, W, B))
+    got_jax = compile_function([a, w], outputs, backend="jax")(seq_a, seq_w)
+    for got, want in zip(got_jax, (A16.T @ W16, W16 @ B16.T, A16 @ B16)):
+        np.testing.assert_allclose(got.reshape(want.shape), want, rtol=1e-5, atol=1e-5)
+
+
+def dot_operand_types(hlo):
+    """The operand types of every dot in XLA's optimized HLO text: [("bf16", "bf16"), ...]."""
+    types = dict(re.findall(r"%([\w.-]+) = (\w+)\[", hlo))
+    return [tuple(types[name] for name in operands)
+            for operands in (re.findall(r"%([\w.-]+)", call) for call in re.findall(r" dot\(([^)]*)\)", hlo))]
+
+
+def test_xla_multiplies_a_weight_gradient_in_bfloat16():
+    """A weight gradient of a (64, 64) sequence, summed over both axes, reaches XLA's bfloat16 product
+    wherever a plain bfloat16 product does (XLA would compute the transposed matrix product in float32)."""
+    import jax
+    import jax.numpy as jnp
+    from pytensor.link.jax.dispatch import jax_funcify
+
+    precision.register("jax")
+    a, w = np.ones((64, 64, 256), np.float32), np.ones((64, 64, 768), np.float32)
+
+    def compiled(fn, *args):
+        return jax.jit(fn).lower(*args).compile().as_text()
+
+    plain = compiled(lambda x, y: jnp.dot(x.astype(jnp.bfloat16), y.astype(jnp.bfloat16),
+                                          preferred_element_type=jnp.float32), np.ones((256, 4096), np.float32),
+                     w.reshape(4096, 768))
+    if dot_operand_types(plain) != [("bf16", "bf16")]:
+        pytest.skip(f"XLA multiplies no bfloat16 natively on {jax.devices()[0].device_kind}")
+    assert dot_operand_types(compiled(jax_funcify(precision.bf16_dot_t), a, w)) == [("bf16", "bf16")]
 
 
 def test_float32_is_plain_dot_and_other_precisions_are_refused():
