@@ -8,9 +8,12 @@ for a fixed time budget, one process at a time, and record the best validation l
     python benchmarks/sweep.py --stage final --schedule cosine  # the best of stage 2 twice more
                                                              # (--rng-seed 1 and 2), for the spread
     python benchmarks/sweep.py --budget 5m gru2x384-drop0.2  # named candidates only (stage "manual")
+    python benchmarks/sweep.py --stage 1 --schedule cosine default --lrs 3e-3  # names before --lrs,
+                                                             # which takes several values
 
 Each run is a real `charrnn train CORPUS --max-time BUDGET` process (PyTensor's compile time is not
-counted in the budget; XLA's compiling at the first update, evaluation and checkpoints are). Every run is appended to benchmarks/sweep_results.jsonl
+counted in the budget; XLA's compiling at the first update, evaluation and checkpoints are). Every
+run is appended to benchmarks/sweep_results.jsonl
 with its stage, schedule, learning rate, seed, the configuration its checkpoint records and the load
 average before it started (the runs are only comparable on a quiet machine: nothing else running).
 Stages 2 and final choose from the results already recorded for the same schedule. `--extra` adds
@@ -101,8 +104,12 @@ def meta_of(path):
 
 def environment():
     """Where the run ran: commit, Python, PyTensor, JAX's device."""
-    commit = subprocess.run(["git", "-C", str(HERE), "describe", "--always", "--dirty"], capture_output=True,
-                            text=True).stdout.strip()
+    git = ["git", "-C", str(HERE)]
+    commit = subprocess.run([*git, "describe", "--always"], capture_output=True, text=True).stdout.strip()
+    results = f":(top,exclude){RESULTS.relative_to(HERE.parent)}"
+    changed = subprocess.run([*git, "status", "--porcelain", "--untracked-files=no", "--", ":/", results],
+                             capture_output=True, text=True).stdout
+    commit += "-dirty" if changed.strip() else ""  # the results this sweep appends do not count
     return {"commit": commit, "date": time.strftime("%Y-%m-%d %H:%M"), "python": platform.python_version(),
             "pytensor": pytensor.__version__, "device": device("jax")}
 
