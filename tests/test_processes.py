@@ -43,11 +43,11 @@ def test_ctrl_c_in_one_process_stops_both_with_one_checkpoint(charrnn_cmd, corpu
 
 
 def test_an_unreachable_coordinator_is_one_line(charrnn_cmd, corpus, tmp_path):
-    start = time.monotonic()
+    start, address = time.monotonic(), f"127.0.0.1:{free_port()}"
     result = subprocess.run([*charrnn_cmd, "train", str(corpus), "--out", str(tmp_path), "--coordinator",
-                             f"127.0.0.1:{free_port()}", "--num-processes", "2", "--process-id", "1",
+                             address, "--num-processes", "2", "--process-id", "1",
                              "--coordinator-timeout", "2s"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 1 and time.monotonic() - start < 60
     assert result.stderr.strip().splitlines() == [
-        f"Error: process 1 could not reach the coordinator {result.args[6]} within 2 s; start process 0 there "
+        f"Error: process 1 could not reach the coordinator {address} within 2 s; start process 0 there "
         f"first (or check the address and the firewall)"]
