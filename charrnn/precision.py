@@ -76,10 +76,7 @@ def dot(a, b, precision="float32"):
     device for a batch split over devices), or BF16Dot of the float32 operands."""
     if precision == "float32":
         return pt.dot(a, b) if pt.as_tensor_variable(a).type.ndim <= 2 else pt.matmul(a, b)
-    if precision != "bfloat16":
-        raise ValueError(f"precision is one of {', '.join(PRECISIONS)}, not {precision!r}")
-    a, b = (pt.cast(pt.as_tensor_variable(v), "float32") for v in (a, b))
-    return bf16_dot(a, b)
+    return bf16_dot(*_bfloat16_operands(precision, a, b))
 
 
 def dot_t(a, b, precision="float32", rows=None):
@@ -89,10 +86,14 @@ def dot_t(a, b, precision="float32", rows=None):
     if precision == "float32":
         rows = rows or (lambda v: v.reshape((-1, v.shape[-1])))
         return pt.dot(rows(a).T, rows(b))
+    return bf16_dot_t(*_bfloat16_operands(precision, a, b))
+
+
+def _bfloat16_operands(precision, *operands):
+    """The operands as float32 tensors for BF16Dot, once `precision` (not float32) is bfloat16."""
     if precision != "bfloat16":
         raise ValueError(f"precision is one of {', '.join(PRECISIONS)}, not {precision!r}")
-    a, b = (pt.cast(pt.as_tensor_variable(v), "float32") for v in (a, b))
-    return bf16_dot_t(a, b)
+    return [pt.cast(pt.as_tensor_variable(v), "float32") for v in operands]
 
 
 def describe(precision, backend):
