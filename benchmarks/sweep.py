@@ -5,7 +5,8 @@ for a fixed time budget, one process at a time, and record the best validation l
                                                              # cosine, 20 minutes each
     python benchmarks/sweep.py --stage 1 --schedule cosine   # every candidate at each --lrs, 5 minutes
     python benchmarks/sweep.py --stage 2 --schedule cosine   # the best three of stage 1, 20 minutes
-    python benchmarks/sweep.py --stage final --schedule cosine  # the best of stage 2 twice more
+    python benchmarks/sweep.py --stage final --schedule cosine  # the best 20-minute run (stage 2's or
+                                                             # the schedules stage's) twice more
                                                              # (--rng-seed 1 and 2), for the spread
     python benchmarks/sweep.py --budget 5m gru2x384-drop0.2  # named candidates only (stage "manual")
     python benchmarks/sweep.py --stage 1 --schedule cosine default --lrs 3e-3  # names before --lrs,
@@ -132,7 +133,10 @@ def plan(args):
     if args.stage in ("1", "manual"):
         return [(name, lr, schedule, 0, extra) for name in args.names or CANDIDATES for lr in args.lrs]
     resolved = schedule or TrainConfig().lr_schedule
-    chosen = recorded("1" if args.stage == "2" else "2", resolved)[: 3 if args.stage == "2" else 1]
+    if args.stage == "2":
+        chosen = recorded("1", resolved)[:3]
+    else:  # the best 20-minute run of seed 0: stage 2's, or the schedules stage's (the default at its own lr)
+        chosen = sorted(recorded("2", resolved) + recorded("schedules", resolved), key=lambda r: r["best_val_loss"])[:1]
     if not chosen:
         sys.exit(f"sweep.py: no stage {'1' if args.stage == '2' else '2'} results with the {resolved} schedule "
                  f"in {RESULTS}; run that stage first")
