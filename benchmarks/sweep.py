@@ -14,9 +14,9 @@ for a fixed time budget, one process at a time, and record the best validation l
 
 Each run is a real `charrnn train CORPUS --max-time BUDGET` process (PyTensor's compile time is not
 counted in the budget; XLA's compiling at the first update, evaluation and checkpoints are). Every
-run is appended to benchmarks/sweep_results.jsonl
-with its stage, schedule, learning rate, seed, the configuration its checkpoint records and the load
-average before it started (the runs are only comparable on a quiet machine: nothing else running).
+run is appended to benchmarks/sweep_results.jsonl with its stage, schedule, learning rate, seed,
+the configuration its checkpoint records and the load average before it started (the runs are only
+comparable on a quiet machine: nothing else running).
 Stages 2 and final choose from the results already recorded for the same schedule. `--extra` adds
 train options to every run (`--extra "--precision bfloat16"`), recorded with it. Not part of the test
 suite: stage 1 takes about 100 minutes on the 2-core development machine, stage 2 an hour, the final
@@ -133,13 +133,14 @@ def plan(args):
     if args.stage in ("1", "manual"):
         return [(name, lr, schedule, 0, extra) for name in args.names or CANDIDATES for lr in args.lrs]
     resolved = schedule or TrainConfig().lr_schedule
-    if args.stage == "2":
-        chosen = recorded("1", resolved)[:3]
-    else:  # the best 20-minute run of seed 0: stage 2's, or the schedules stage's (the default at its own lr)
-        chosen = sorted(recorded("2", resolved) + recorded("schedules", resolved), key=lambda r: r["best_val_loss"])[:1]
+    # stage 2: the best three of stage 1; final: the best 20-minute run of seed 0, stage 2's or the
+    # schedules stage's (the default at its own lr)
+    stages = ["1"] if args.stage == "2" else ["2", "schedules"]
+    chosen = sorted((r for s in stages for r in recorded(s, resolved)), key=lambda r: r["best_val_loss"])
+    chosen = chosen[: 3 if args.stage == "2" else 1]
     if not chosen:
-        sys.exit(f"sweep.py: no stage {'1' if args.stage == '2' else '2'} results with the {resolved} schedule "
-                 f"in {RESULTS}; run that stage first")
+        sys.exit(f"sweep.py: no stage {' or '.join(stages)} results with the {resolved} schedule in {RESULTS}; "
+                 f"run {'that stage' if len(stages) == 1 else 'stage 2'} first")
     seeds = [0] if args.stage == "2" else [1, 2]
     return [(r["name"], r["lr"], schedule, seed, r.get("extra", "")) for r in chosen for seed in seeds]
 
