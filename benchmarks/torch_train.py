@@ -107,6 +107,7 @@ def optimizer(cfg, params):
 def batch(stream, k):
     """Batch k of a charrnn BatchStream as tensors: (T, B) int64 inputs and targets, float32 weights."""
     x, y, w = stream.batch(k)
+    w = np.require(w, requirements="W")  # a batch without padding shares its read-only weights
     return torch.from_numpy(x).long(), torch.from_numpy(y).long(), torch.from_numpy(w)
 
 

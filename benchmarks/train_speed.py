@@ -129,7 +129,7 @@ def torch_worker(model_cfg, cfg, stream, device="cpu", autocast=False):
     mixed = (lambda: torch.autocast(torch.device(device).type, torch.bfloat16)) if autocast else contextlib.nullcontext
 
     def update(k):
-        x, y, w = (torch.from_numpy(a).to(device) for a in stream.batch(k))
+        x, y, w = (torch.from_numpy(np.require(a, requirements="W")).to(device) for a in stream.batch(k))
         h0 = state[0] if cfg.carry_state else ((zeros, zeros) if model_cfg.cell == "lstm" else zeros)
         with mixed():
             hs, hn = rnn(nn.functional.one_hot(x.long(), V).float(), h0)

@@ -236,12 +236,24 @@ class BatchStream:
         self.pairs = len(ids) - 1  # (input, target) pairs: ids[i] -> ids[i + 1]
         self.stream_len = -(-self.pairs // batch_size)  # pairs per stream, rounded up
         check_sizes(len(ids), 0, batch_size, seq_len)
+        self.ones = np.ones((seq_len, batch_size), dtype=np.float32)  # the weights of every batch with no padding
+        self.ones.flags.writeable = False
 
     def __len__(self):
         return -(-self.stream_len // self.T)  # batches per pass
 
     def batch(self, k):
         """Inputs, targets (T, B) int32 and weights (T, B) float32 (0 on padding) of batch k."""
+        start, L = k * self.T, self.stream_len
+        if start + self.T <= L and (self.B - 1) * L + start + self.T <= self.pairs:  # no padding: strided views
+            ids = np.asarray(self.ids)[start:]  # x[t, b] = ids[start + b L + t], y one further on
+            x, y = (np.lib.stride_tricks.as_strided(ids[shift:], (self.T, self.B), (ids.strides[0], L * ids.strides[0]),
+                                                    writeable=False) for shift in (0, 1))
+            return x.astype(np.int32), y.astype(np.int32), self.ones
+        return self._padded(k)
+
+    def _padded(self, k):
+        """batch(k) for a batch with padding (the last), indexing every position."""
         offset = k * self.T + np.arange(self.T)[:, None]  # (T, 1) position within each stream
         pair = np.arange(self.B)[None, :] * self.stream_len + offset  # (T, B) index into ids
         valid = (offset < self.stream_len) & (pair < self.pairs)

@@ -7,10 +7,11 @@ graph, built, differentiated and rewritten by PyTensor; XLA's SPMD partitioner t
 the batch (the loss and every weight gradient) into all-reduces, so an update on N devices is the
 same computation as on one, up to the order of the additions.
 
-PyTensor's JAXLinker jits without shardings, so the step is compiled here: PyTensor rewrites the
-graph for JAX (`pytensor.function` in JAX mode), `jax_funcify` of its rewritten FunctionGraph gives
-a plain JAX callable, and that is jitted with the shardings. The parameters then live on the
-devices; `to_host` brings them back into the shared variables before anything on the host reads
+PyTensor's JAXLinker jits without shardings, and passes every shared variable in and out of each
+call, so the step is compiled here, on one device too: PyTensor rewrites the graph for JAX
+(`pytensor.function` in JAX mode), `jax_funcify` of its rewritten FunctionGraph gives a plain JAX
+callable, and that is jitted (with the shardings, on several devices). The parameters then live on
+the devices; `to_host` brings them back into the shared variables before anything on the host reads
 them, and a value set on a shared variable (a resume, the divergence guard going back) goes to the
 devices with the next update.
 
@@ -265,43 +266,43 @@ def _gathered(values):
 
 
 def compile_step(inputs, outputs, updates, train_cfg, batch_axes):
-    """compile_function's function for one device; a ShardedFunction over the run's devices for
-    several. `batch_axes` maps inputs and outputs (variables) to their batch axis; None keys are
-    skipped, and what is not there is replicated."""
-    if train_cfg.devices == 1 and Processes.count == 1:
+    """The training step: a DeviceFunction over the run's devices with the jax backend (one, or a
+    mesh), compile_function's function with the others. `batch_axes` maps inputs and outputs
+    (variables) to their batch axis; None keys are skipped, and what is not there is replicated."""
+    if train_cfg.backend != "jax":
         return compile_function(inputs, outputs, updates=updates, backend=train_cfg.backend)
-    return ShardedFunction(inputs, outputs, updates, mesh_devices(train_cfg.devices), batch_axes)
+    return DeviceFunction(inputs, outputs, updates, mesh_devices(train_cfg.devices), batch_axes)
 
 
-class ShardedFunction:
-    """A PyTensor function's graph jitted over a device mesh: fn(*inputs) -> list of outputs, as
-    pytensor.function's, applying the updates to device-resident copies of the shared variables."""
+class DeviceFunction:
+    """A PyTensor function's graph jitted by charrnn: fn(*inputs) -> list of outputs, as
+    pytensor.function's, applying the updates to copies of the shared variables that stay on the
+    devices, their buffers donated to the update that replaces them. On one device it is jitted as
+    PyTensor's JAX linker would (its rewrites, no shardings), and the call is JAX's alone: PyTensor's
+    own function would pass every weight in and take it back out through its containers on each
+    call. On several, its inputs and outputs are sharded along `batch_axes` over a mesh."""
 
     def __init__(self, inputs, outputs, updates, devs, batch_axes):
         import jax
-        from jax.sharding import Mesh, NamedSharding, PartitionSpec
         from pytensor.link.jax.dispatch import jax_funcify
 
-        _setup_jax()  # JAX's compilation cache and warning filters, as for one device
+        _setup_jax()  # JAX's compilation cache and warning filters, as compile_function's
         precision.register("jax")  # BF16Dot's JAX implementation, which jax_funcify looks up
-        fn = pytensor.function(inputs, outputs, updates=updates, mode=_mode())  # rewrites the graph, nothing else
-        fgraph = fn.maker.fgraph  # inputs: `inputs`, then the shared variables; outputs: `outputs`, then updates
+        self.sharded = len(devs) > 1 or Processes.count > 1
+        fn = pytensor.function(inputs, outputs, updates=updates, mode=_mode(self.sharded))  # rewrites, no more
+        # the rewritten graph; inputs: `inputs`, then the shared variables; outputs: `outputs`, then the updates
+        self.fgraph = fgraph = fn.maker.fgraph
         self.n_in, self.n_out = len(inputs), len(outputs)
         self.shared = fgraph.inputs[self.n_in:]
         self.updated = {in_idx - self.n_in: out_idx for out_idx, in_idx in fgraph.update_mapping.items()}
-        axes = {id(v): a for v, a in batch_axes.items() if v is not None}
-        mesh = Mesh(np.array(devs), ("batch",))
-
-        def sharding(var, axis):
-            return NamedSharding(mesh, PartitionSpec() if axis is None else PartitionSpec(*[None] * axis, "batch"))
-
-        self.in_shardings = [sharding(v, axes.get(id(v))) for v in inputs] + \
-                            [sharding(v, None) for v in self.shared]
-        out_shardings = [sharding(v, axes.get(id(v))) for v in outputs] + \
-                        [sharding(v, None) for v in fgraph.outputs[self.n_out:]]
         donated = tuple(self.n_in + i for i in self.updated)
-        self.jitted = jax.jit(jax_funcify(fgraph), in_shardings=tuple(self.in_shardings),
-                              out_shardings=tuple(out_shardings), donate_argnums=donated)
+        if self.sharded:
+            self.in_shardings, out_shardings = _shardings(inputs, outputs, fgraph, devs, batch_axes)
+            self.jitted = jax.jit(jax_funcify(fgraph), in_shardings=self.in_shardings, out_shardings=out_shardings,
+                                  donate_argnums=donated)
+        else:
+            self.in_shardings = (None,) * len(fgraph.inputs)  # JAX's default device
+            self.jitted = jax.jit(jax_funcify(fgraph), donate_argnums=donated)
         self.values = [None] * len(self.shared)  # device copies of the shared variables
         self.seen = [None] * len(self.shared)  # the host value each copy was made from (or went to)
         self.on_host = True  # the shared variables hold what the devices hold
@@ -311,8 +312,9 @@ class ShardedFunction:
             host = var.get_value(borrow=True)
             if host is not self.seen[i]:
                 self.values[i], self.seen[i] = place(host, self.in_shardings[self.n_in + i]), host
-        placed = [place(a, s) for a, s in zip(args, self.in_shardings, strict=False)]
-        results = self.jitted(*placed, *self.values)
+        if self.sharded:
+            args = [place(a, s) for a, s in zip(args, self.in_shardings, strict=False)]
+        results = self.jitted(*args, *self.values)  # one device: JAX moves host arrays itself
         for i, out_idx in self.updated.items():
             self.values[i] = results[out_idx]
         self.on_host = False
@@ -329,6 +331,23 @@ class ShardedFunction:
         self.on_host = True
 
 
+def _shardings(inputs, outputs, fgraph, devs, batch_axes):
+    """(in_shardings, out_shardings) of a DeviceFunction's jitted graph over a mesh of `devs`: each
+    variable in `batch_axes` split along its batch axis, everything else replicated."""
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+    axes = {id(v): a for v, a in batch_axes.items() if v is not None}
+    mesh = Mesh(np.array(devs), ("batch",))
+
+    def sharding(var):
+        axis = axes.get(id(var))
+        return NamedSharding(mesh, PartitionSpec() if axis is None else PartitionSpec(*[None] * axis, "batch"))
+
+    n_in, n_out = len(inputs), len(outputs)
+    return (tuple(sharding(v) for v in [*inputs, *fgraph.inputs[n_in:]]),
+            tuple(sharding(v) for v in [*outputs, *fgraph.outputs[n_out:]]))
+
+
 # PyTensor rewrites that flatten (T, B, ...) into (T*B, ...) where XLA can work on (T, B, ...) as it
 # is: the flat (T*B) axis cannot be split by streams, so XLA would gather the whole batch onto every
 # device there. Without them a (T, B, k) x (k, n) matmul stays one batched product, and a lookup of
@@ -338,7 +357,7 @@ FLATTENING = ("local_batched_matmul_to_core_matmul_with_reshape", "local_replace
 
 class _Rewrites(JAXLinker):
     """JAXLinker as far as the rewrites it asks PyTensor for: it converts and jits nothing (a
-    ShardedFunction does), so it leaves the graph's random generators as they are, where JAXLinker
+    DeviceFunction does), so it leaves the graph's random generators as they are, where JAXLinker
     would swap in copies and turn them into JAX keys."""
 
     def fgraph_convert(self, fgraph, **kwargs):
@@ -351,16 +370,19 @@ class _Rewrites(JAXLinker):
         return [storage_map[var] for var in self.fgraph.inputs]
 
 
-def _mode():
-    """PyTensor's JAX mode without the FLATTENING rewrites, linked by _Rewrites."""
-    return Mode(_Rewrites(), get_mode("JAX").provided_optimizer.excluding(*FLATTENING))
+def _mode(sharded):
+    """PyTensor's JAX mode linked by _Rewrites; `sharded`: without the FLATTENING rewrites."""
+    rewrites = get_mode("JAX").provided_optimizer
+    return Mode(_Rewrites(), rewrites.excluding(*FLATTENING) if sharded else rewrites)
 
 
 def place(value, sharding):
     """`value` as a global array with `sharding`: a jax.Array from an earlier call as it is; a host
-    array sliced, each process sending only its own devices' parts. A NumPy random generator becomes
-    PyTensor's JAX form of it (arrays), replicated; its state then advances on the devices, and the
-    host's generator stays as it was, as with PyTensor's own JAXLinker, which compiles a copy."""
+    array sliced, each process sending only its own devices' parts (sharding None: a copy on JAX's
+    default device, never an alias of the host's array, which a donated buffer would overwrite). A
+    NumPy random generator becomes PyTensor's JAX form of it (arrays), replicated; its state then
+    advances on the devices, and the host's generator stays as it was, as with PyTensor's own
+    JAXLinker, which compiles a copy."""
     import jax
     from pytensor.link.jax.dispatch import jax_typify  # imports JAX: not before charrnn.backend set floatX
 
@@ -369,13 +391,15 @@ def place(value, sharding):
     if isinstance(value, np.random.Generator):
         return jax.tree.map(lambda leaf: place(leaf, sharding), jax_typify(value))
     value = np.asarray(value)
+    if sharding is None:
+        return jax.device_put(value, may_alias=False)
     return jax.make_array_from_callback(value.shape, sharding, lambda index: value[index])
 
 
 def to_host(fn, *arrays):
-    """Before the host reads the shared variables `fn` updates: a ShardedFunction keeps them on the
+    """Before the host reads the shared variables `fn` updates: a DeviceFunction keeps them on the
     devices, and brings them back. Returns `arrays` (outputs of `fn`) as host arrays, by `gather`."""
-    if isinstance(fn, ShardedFunction):
+    if isinstance(fn, DeviceFunction):
         fn.to_host()
     return gather(*arrays) if len(arrays) == 1 else [gather(a) for a in arrays]
 

@@ -70,6 +70,18 @@ def test_batch_stream_with_one_stream_is_the_lessons_chunks():
     assert x.dtype == np.int32 and w.dtype == np.float32
 
 
+@pytest.mark.parametrize("n,batch_size,seq_len", [(1000, 7, 10), (641, 8, 10), (50, 1, 7), (1001, 10, 10)])
+def test_batches_without_padding_are_the_indexed_ones(n, batch_size, seq_len):
+    """The strided views batch() reads a batch with no padding through give what indexing every
+    position (the padded batch's way) gives, for every batch of the pass."""
+    ids = np.random.default_rng(n).integers(0, 200, n).astype(np.uint8)
+    stream = BatchStream(ids, batch_size, seq_len)
+    for k in range(len(stream)):
+        for fast, indexed in zip(stream.batch(k), stream._padded(k), strict=True):
+            assert fast.dtype == indexed.dtype and fast.shape == indexed.shape
+            np.testing.assert_array_equal(fast, indexed)
+
+
 def test_batch_stream_reads_contiguous_streams_and_uses_every_character_once():
     ids = np.arange(1000, dtype=np.uint16)  # id == position, so positions can be checked directly
     stream = BatchStream(ids, batch_size=7, seq_len=10)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from charrnn import checkpoint, devices, model
+from charrnn import checkpoint, devices, model, train
 from charrnn.cli import cli
 from charrnn.configs import build_configs
 
@@ -138,7 +138,7 @@ STEP_BY_STEP = textwrap.dedent("""
                 first = {name: p.get_value() for name, p in params.items()}
         devices.to_host(step)
         result = {"losses": losses, "W_h": params["W_h"].get_value().tolist(),
-                  "states": devices.gather(states).tolist(), "kind": type(step).__name__}
+                  "states": devices.gather(states).tolist(), "sharded": step.sharded}
         if n > 1:  # which collectives XLA put in the compiled step
             args = [devices.place(a, s) for a, s in zip(
                 [x, y, w, states, *key, np.float32(0.01)] + [v.get_value() for v in step.shared],
@@ -163,7 +163,7 @@ def step_by_step():
 @pytest.mark.parametrize("cell,n", [("lstm", 2)])
 def test_sharded_step_equals_the_one_device_step(step_by_step, cell, n):
     one, many = step_by_step[f"{cell} 1"], step_by_step[f"{cell} {n}"]
-    assert (one["kind"], many["kind"]) == ("Function", "ShardedFunction")
+    assert (one["sharded"], many["sharded"]) == (False, True)
     np.testing.assert_allclose(many["losses"], one["losses"], atol=1e-5, rtol=0)
     np.testing.assert_allclose(many["W_h"], one["W_h"], atol=1e-5, rtol=0)
     np.testing.assert_allclose(many["states"], one["states"], atol=1e-5, rtol=0)
@@ -222,11 +222,33 @@ def test_bad_device_and_process_choices(corpus, tmp_path, args, option, message)
     assert not (tmp_path / "run").exists()
 
 
-def test_one_device_compiles_the_plain_function():
-    """--devices 1 (the default) is the step it always was: PyTensor's own function, time-major rows."""
-    model_cfg, cfg = build_configs(5, hidden=4, batch_size=2, seq_len=3)
+def test_one_device_keeps_the_weights_on_the_device_between_updates():
+    """--devices 1 (the default) with the jax backend: the step is jitted unsharded, with the
+    weights on the device, each update's buffers donated to the next; the shared variables hold
+    the host's copy until to_host brings the devices' values back."""
+    import jax
+
+    model_cfg, cfg = build_configs(5, hidden=4, layers=1, dropout=0.0, batch_size=2, seq_len=3, optimizer="sgd")
     assert devices.settle(cfg) is cfg and devices.describe(cfg) == "cpu"
     assert devices.agree(1, 0) == (1, 0) and devices.from_process_0(0.1) == 0.1
+    params = model.shared_params(model.init_params(model_cfg, 0))
+    step = train.compile_train_step(params, {}, model_cfg, cfg)
+    assert isinstance(step, devices.DeviceFunction) and not step.sharded
+    before = params["W_h"].get_value().copy()
+    x = np.array([[0, 1], [2, 3], [4, 0]], np.int32)
+    args = (x, np.roll(x, -1, 0), np.ones((3, 2), np.float32), train.zero_states(model_cfg, 2, "float32"))
+    step(*args, np.float32(0.5))
+    on_device = step.values[step.shared.index(params["W_h"])]
+    step(*args, np.float32(0.5))
+    assert isinstance(on_device, jax.Array) and on_device.is_deleted()  # donated to the second update
+    np.testing.assert_array_equal(params["W_h"].get_value(), before)  # not read back yet
+    devices.to_host(step)
+    after = params["W_h"].get_value()
+    assert not np.allclose(after, before)
+    params["W_h"].set_value(before)  # as the divergence guard goes back: the next update starts from it
+    step(*args, np.float32(0.0))
+    devices.to_host(step)
+    np.testing.assert_array_equal(params["W_h"].get_value(), before)
 
 
 def test_positions_by_stream_keep_each_streams_rows_together():
@@ -240,7 +262,7 @@ def test_positions_by_stream_keep_each_streams_rows_together():
 
 def test_random_generators_advance_on_the_devices_as_in_pytensors_jax_function():
     """A graph drawing from a shared generator (as a step drawing its dropout masks would): the same
-    draws as PyTensor's own JAX function, update after update; here on a mesh of one device."""
+    draws as PyTensor's own JAX function, update after update; here on one device."""
     import warnings
 
     import jax
@@ -250,7 +272,7 @@ def test_random_generators_advance_on_the_devices_as_in_pytensors_jax_function()
     x = pt.tensor("x", dtype="float32", shape=(3, 4))
     rng = pytensor.shared(np.random.default_rng(0))
     next_rng, u = pt.random.uniform(size=(3, 4), rng=rng, return_next_rng=True)
-    sharded = devices.ShardedFunction([x], [(x * u).sum()], {rng: next_rng}, jax.devices()[:1], {x: 1})
+    sharded = devices.DeviceFunction([x], [(x * u).sum()], {rng: next_rng}, jax.devices()[:1], {x: 1})
     with warnings.catch_warnings():  # PyTensor's says it compiles a copy of the generator
         warnings.filterwarnings("ignore", message="The RandomType SharedVariables")
         plain = pytensor.function([x], (x * u).sum(), updates={rng: next_rng}, mode="JAX")
