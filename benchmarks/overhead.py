@@ -11,19 +11,26 @@ cost of making dropout masks in the graph.
     then runs asynchronously; CPU time of the loop's thread), for each --host-unrolls factor; the
     reference adds what the host did before issue 11, made in the same process: drawing the
     update's dropout masks with NumPy (a copy of the old train.dropout_keep).
+    (a) and (b) also time the step as PyTensor's own JAX function (its containers passing every
+    weight in and out on each call), which one device trained with before devices.DeviceFunction.
 (c) Masks alone: the default network's (2, 64, 64, 256) dropout multipliers in one jitted JAX
     function, with jax.random's threefry (what PyTensor's random variables become in JAX) against
     charrnn.dropout's hash, and NumPy's generator on the host.
 (d) Where the fixed cost goes: the network of (a) at unroll 1 with seq 8, 16, 32 and 64, and a
     straight line through the minima: a part per update and a part per time step (each time step
     is four loop iterations: two layers, forward and backward).
+(e) What the host's time per call depends on: microseconds of the loop's thread per call of the
+    step on an idle device (each call waited for; every input already on the device) for the
+    default network, 2 layers of 8 units, and 1 layer of 8 units at seq 4; a jitted function that
+    takes 37 donated (256, 256) arrays and returns them doubled; and BatchStream.batch for a batch
+    without padding (strided views) against indexing every position (the padded batch's way).
 
 Each configuration is compiled once; the timed rounds then alternate between them (this machine
 is shared and noisy). Printed: the minimum and the median over the rounds (the minimum is the
 least disturbed by other processes), and the ratio of each to the reference's.
 
     python benchmarks/overhead.py [CORPUS] [--unrolls 1 2 4 8] [--host-unrolls 1 4] [--rounds 15]
-                                  [--parts a b c d]
+                                  [--parts a b c d e]
 
 Not part of the test suite.
 """
@@ -33,9 +40,12 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 
+from charrnn import devices
+from charrnn.backend import compile_function
 from charrnn.configs import build_configs
 from charrnn.corpus import BatchStream, Vocab, read_text
 from charrnn.train import IN_FLIGHT, Trainer
@@ -43,12 +53,18 @@ from charrnn.train import IN_FLIGHT, Trainer
 DEFAULT_CORPUS = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare.txt"
 
 
-def trainer(vocab, ids, **options):
-    """A compiled Trainer on `ids` (its compile time and first update's time said)."""
+def trainer(vocab, ids, pytensor_function=False, **options):
+    """A compiled Trainer on `ids` (its compile time and first update's time said). pytensor_function:
+    its step is PyTensor's own JAX function, as one device's was before devices.DeviceFunction."""
     model_cfg, cfg = build_configs(len(vocab), **options)
     t = Trainer(vocab, model_cfg, cfg, tempfile.mkdtemp(prefix="overhead-"), log=lambda msg: None)
     start = time.perf_counter()
-    t.compile()
+    if pytensor_function:
+        with mock.patch.object(devices, "compile_step", lambda inputs, outputs, updates, cfg, axes:
+                               compile_function(inputs, outputs, updates=updates, backend=cfg.backend)):
+            t.compile()
+    else:
+        t.compile()
     compiled = time.perf_counter()
     t.stream = BatchStream(ids, cfg.batch_size, cfg.seq_len)
     run(t, 1, read_each=True)
@@ -110,7 +126,9 @@ def fixed_cost(vocab, ids, args):
     for dropout in (0.0, 0.1):
         tiny = {u: trainer(vocab, ids, hidden=8, dropout=dropout, unroll=u) for u in args.unrolls}
         first = tiny[args.unrolls[0]]
-        cases = {"reference: unroll 1, each loss read": lambda: run(first, args.updates, read_each=True)[0]}
+        plain = trainer(vocab, ids, pytensor_function=True, hidden=8, dropout=dropout, unroll=args.unrolls[0])
+        cases = {"reference: unroll 1, each loss read": lambda: run(first, args.updates, read_each=True)[0],
+                 f"PyTensor's function, unroll {args.unrolls[0]}": lambda: run(plain, args.updates)[0]}
         cases |= {f"unroll {u}": (lambda t=t: run(t, args.updates)[0]) for u, t in tiny.items()}
         report(f"(a) fixed cost per update, dropout {dropout} ({args.rounds} rounds of {args.updates} updates)",
                alternate(cases, args.rounds))
@@ -121,7 +139,9 @@ def host_work(vocab, ids, args):
     print("\ncompiling (b): the default network")
     default = {u: trainer(vocab, ids, unroll=u) for u in args.host_unrolls}
     first, n = default[args.host_unrolls[0]], 4
-    cases = {"reference: + NumPy masks (before)": lambda: run(first, n, old_masks=True)[1]}
+    plain = trainer(vocab, ids, pytensor_function=True, unroll=args.host_unrolls[0])
+    cases = {"reference: + NumPy masks (before)": lambda: run(first, n, old_masks=True)[1],
+             f"PyTensor's function, unroll {args.host_unrolls[0]}": lambda: run(plain, n)[1]}
     cases |= {f"unroll {u}": (lambda t=t: run(t, n)[1]) for u, t in default.items()}
     report(f"(b) host work per update, default network ({args.rounds} rounds of {n} updates)",
            alternate(cases, args.rounds))
@@ -176,6 +196,42 @@ def per_step(vocab, ids, args):
     print(f"  a line through the minima: {intercept:.2f} ms per update + {1e3 * slope:.1f} us per time step")
 
 
+def per_call(vocab, ids, args):
+    """(e): the host's microseconds per call against the step's structure, and the batch's."""
+    import jax
+    import jax.numpy as jnp
+
+    print("\ncompiling (e)")
+    steps = {"default network": {}, "2 layers of 8 units": {"hidden": 8}, "1 layer of 8 units, seq 4":
+             {"hidden": 8, "layers": 1, "seq_len": 4}}
+    cases = {}
+    for name, options in steps.items():
+        t = trainer(vocab, ids, **options)
+        x, y, w = t.stream.batch(0)
+        placed = [jax.device_put(v) for v in (x, y, w, t.zeros, np.uint32(3), np.float32(1e-3))]
+        cases[f"{name} ({len(t.step_fn.shared)} shared)"] = lambda fn=t.step_fn, placed=placed: fn(*placed)
+    double = jax.jit(lambda *a: [2 * v for v in a], donate_argnums=tuple(range(37)))
+    arrays = [[jnp.ones((256, 256)) for _ in range(37)]]
+    cases["37 donated arrays in, 37 out"] = lambda: arrays.__setitem__(0, double(*arrays[0])) or arrays[0]
+    stream = BatchStream(ids, 64, 64)
+    cases["BatchStream.batch, strided views"] = lambda: stream.batch(5)
+    cases["BatchStream.batch, every position"] = lambda: stream._padded(5)
+
+    def timing(call):
+        spent = []
+        for _ in range(10):
+            begin = time.thread_time()
+            out = call()
+            spent.append(time.thread_time() - begin)
+            jax.block_until_ready(out)
+        return 1e3 * statistics.median(spent)
+
+    for call in cases.values():
+        timing(call)
+    report(f"(e) host ms per call on an idle device ({args.rounds} rounds of 10 calls)",
+           alternate({name: (lambda call=call: timing(call)) for name, call in cases.items()}, args.rounds))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("corpus", nargs="?", default=str(DEFAULT_CORPUS))
@@ -183,7 +239,7 @@ def main():
     parser.add_argument("--host-unrolls", type=int, nargs="+", default=[1, 4])
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--updates", type=int, default=20, help="updates per timed round of (a)")
-    parser.add_argument("--parts", nargs="+", default=["a", "b", "c", "d"], choices=["a", "b", "c", "d"])
+    parser.add_argument("--parts", nargs="+", default=["a", "b", "c", "d", "e"], choices=["a", "b", "c", "d", "e"])
     args = parser.parse_args()
     text = read_text(args.corpus)
     vocab = Vocab.from_text(text)
@@ -197,6 +253,8 @@ def main():
         masks(args)
     if "d" in args.parts:
         per_step(vocab, ids, args)
+    if "e" in args.parts:
+        per_call(vocab, ids, args)
 
 
 if __name__ == "__main__":
