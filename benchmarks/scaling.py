@@ -64,13 +64,10 @@ def worker(args):
 
 def all_reduce_bytes(step, *inputs):
     """Bytes of the all-reduces in the compiled sharded step (0 on one device)."""
-    from charrnn import devices
-
     if not step.sharded:
         return 0
     x, y, w, states, key, lr = inputs
-    args = [x, y, w, states, *key, lr, *(v.get_value() for v in step.shared)]
-    text = step.jitted.lower(*[devices.place(a, s) for a, s in zip(args, step.in_shardings)]).compile().as_text()
+    text = step.compiled_text(x, y, w, states, *key, lr)
     total = 0
     for line in text.splitlines():
         if re.search(r"\ball-reduce(-start)?\(", line):

@@ -277,10 +277,11 @@ def compile_step(inputs, outputs, updates, train_cfg, batch_axes):
 class DeviceFunction:
     """A PyTensor function's graph jitted by charrnn: fn(*inputs) -> list of outputs, as
     pytensor.function's, applying the updates to copies of the shared variables that stay on the
-    devices, their buffers donated to the update that replaces them. On one device it is jitted as
-    PyTensor's JAX linker would (its rewrites, no shardings), and the call is JAX's alone: PyTensor's
-    own function would pass every weight in and take it back out through its containers on each
-    call. On several, its inputs and outputs are sharded along `batch_axes` over a mesh."""
+    devices. The updated ones travel packed, one flat buffer per dtype (Packing), donated to the
+    update that replaces it: JAX's work per call grows with the number of arrays in and out, and a
+    step's 31 weights and moments would be 62 of them. On one device it is jitted as PyTensor's
+    JAX linker would (its rewrites, no shardings); on several, its inputs and outputs are sharded
+    along `batch_axes` over a mesh, the shared variables replicated."""
 
     def __init__(self, inputs, outputs, updates, devs, batch_axes):
         import jax
@@ -294,45 +295,131 @@ class DeviceFunction:
         self.fgraph = fgraph = fn.maker.fgraph
         self.n_in, self.n_out = len(inputs), len(outputs)
         self.shared = fgraph.inputs[self.n_in:]
-        self.updated = {in_idx - self.n_in: out_idx for out_idx, in_idx in fgraph.update_mapping.items()}
-        donated = tuple(self.n_in + i for i in self.updated)
+        updated = {in_idx - self.n_in: out_idx for out_idx, in_idx in fgraph.update_mapping.items()}
+        self.packing = Packing(self.shared, updated)
+        slots = len(self.packing.slots)
+        self.returned = [k for k, slot in enumerate(self.packing.slots) if slot[0] in updated]  # slots updated
+        donated = tuple(self.n_in + k for k in self.returned)
+        step = self.packing.wrap(jax_funcify(fgraph), self.n_in, self.n_out, updated, self.returned)
         if self.sharded:
-            self.in_shardings, out_shardings = _shardings(inputs, outputs, fgraph, devs, batch_axes)
-            self.jitted = jax.jit(jax_funcify(fgraph), in_shardings=self.in_shardings, out_shardings=out_shardings,
-                                  donate_argnums=donated)
+            ins, outs, replicated = _shardings(inputs, outputs, devs, batch_axes)
+            self.in_shardings = (*ins, *[replicated] * slots)
+            self.jitted = jax.jit(step, in_shardings=self.in_shardings,
+                                  out_shardings=(*outs, *[replicated] * len(self.returned)), donate_argnums=donated)
         else:
-            self.in_shardings = (None,) * len(fgraph.inputs)  # JAX's default device
-            self.jitted = jax.jit(jax_funcify(fgraph), donate_argnums=donated)
-        self.values = [None] * len(self.shared)  # device copies of the shared variables
-        self.seen = [None] * len(self.shared)  # the host value each copy was made from (or went to)
+            self.in_shardings = (None,) * (self.n_in + slots)  # JAX's default device
+            self.jitted = jax.jit(step, donate_argnums=donated)
+        self.values = [None] * slots  # the slots' device copies
+        self.seen = [None] * len(self.shared)  # the host value each shared variable's copy was made from (or went to)
         self.on_host = True  # the shared variables hold what the devices hold
 
     def __call__(self, *args):
-        for i, var in enumerate(self.shared):  # values set on the host since go to the devices
-            host = var.get_value(borrow=True)
-            if host is not self.seen[i]:
-                self.values[i], self.seen[i] = place(host, self.in_shardings[self.n_in + i]), host
+        self._send_host_values()
         if self.sharded:
             args = [place(a, s) for a, s in zip(args, self.in_shardings, strict=False)]
         results = self.jitted(*args, *self.values)  # one device: JAX moves host arrays itself
-        for i, out_idx in self.updated.items():
-            self.values[i] = results[out_idx]
+        for k, value in zip(self.returned, results[self.n_out:], strict=True):
+            self.values[k] = value
         self.on_host = False
         return list(results[: self.n_out])
+
+    def _send_host_values(self):
+        """Values set on the host since the last call (a resume, the divergence guard going back) go to
+        the devices; a packed slot keeps the devices' values of its other variables."""
+        for k, slot in enumerate(self.packing.slots):
+            hosts = [self.shared[i].get_value(borrow=True) for i in slot]
+            if all(h is self.seen[i] for h, i in zip(hosts, slot)):
+                continue
+            current = hosts
+            if not self.on_host and self.values[k] is not None:
+                current = [h if h is not self.seen[i] else d
+                           for h, i, d in zip(hosts, slot, self.packing.pieces(k, self.values[k]), strict=True)]
+            self.values[k] = place(self.packing.pack(k, current), self.in_shardings[self.n_in + k])
+            for h, i in zip(hosts, slot):
+                self.seen[i] = h
 
     def to_host(self):
         """Bring the devices' values of the shared variables back into them (replicated: no collective)."""
         if self.on_host:
             return
-        for i, var in enumerate(self.shared):
-            if self.values[i] is not None and not isinstance(var.type, RandomType):  # see place
-                var.set_value(np.array(self.values[i].addressable_data(0)), borrow=True)
-                self.seen[i] = var.get_value(borrow=True)
+        for k, slot in enumerate(self.packing.slots):
+            if self.values[k] is None or isinstance(self.shared[slot[0]].type, RandomType):  # see place
+                continue
+            for i, piece in zip(slot, self.packing.pieces(k, self.values[k]), strict=True):
+                self.shared[i].set_value(piece, borrow=True)
+                self.seen[i] = self.shared[i].get_value(borrow=True)
         self.on_host = True
 
+    def compiled_text(self, *args):
+        """The optimized HLO XLA compiles for a call with `args` (inputs, as to __call__), as text."""
+        self._send_host_values()
+        placed = [place(a, s) for a, s in zip(args, self.in_shardings, strict=False)] if self.sharded else args
+        return self.jitted.lower(*placed, *self.values).compile().as_text()
 
-def _shardings(inputs, outputs, fgraph, devs, batch_axes):
-    """(in_shardings, out_shardings) of a DeviceFunction's jitted graph over a mesh of `devs`: each
+
+class Packing:
+    """How a DeviceFunction's jitted step takes the shared variables: `slots`, each a list of their
+    indices, one argument each. The updated variables of each dtype share a slot, packed flat in
+    order (their shapes fixed by the values they have now); every other variable (a random
+    generator, one the step does not update) has a slot of its own, as it is."""
+
+    def __init__(self, shared, updated):
+        groups, alone = {}, []
+        for i, var in enumerate(shared):
+            if i in updated and not isinstance(var.type, RandomType):
+                groups.setdefault(var.type.dtype, []).append(i)
+            else:
+                alone.append([i])
+        self.slots = [*groups.values(), *alone]
+        self.flat = [True] * len(groups) + [False] * len(alone)  # packed flat, or as it is
+        self.shapes = {i: np.shape(shared[i].get_value(borrow=True)) for k, slot in enumerate(self.slots)
+                       if self.flat[k] for i in slot}
+        self.dtypes = [getattr(shared[slot[0]].type, "dtype", None) for slot in self.slots]  # of the flat ones
+
+    def _bounds(self, k):
+        """(start, end, shape) of each of slot k's variables in its flat buffer."""
+        start = 0
+        for i in self.slots[k]:
+            size = int(np.prod(self.shapes[i], dtype=np.int64))
+            yield start, start + size, self.shapes[i]
+            start += size
+
+    def pack(self, k, values):
+        """Slot k's argument from its variables' values (host arrays, or the devices' pieces)."""
+        if not self.flat[k]:
+            return values[0]
+        for i, value in zip(self.slots[k], values, strict=True):
+            if np.shape(value) != self.shapes[i]:
+                raise ValueError(f"shared variable {i} changed shape from {self.shapes[i]} to {np.shape(value)}")
+        return np.concatenate([np.asarray(v, dtype=self.dtypes[k]).ravel() for v in values])
+
+    def pieces(self, k, value):
+        """Slot k's variables' values, as host arrays, from its device value."""
+        host = np.array(value.addressable_data(0))
+        return [host[a:b].reshape(shape) for a, b, shape in self._bounds(k)] if self.flat[k] else [host]
+
+    def wrap(self, step, n_in, n_out, updated, returned):
+        """The jitted function: `step` (the graph's JAX function: inputs and shared variables in,
+        outputs and updates out) taking its shared variables by slot, and returning its outputs, then
+        the new value of each slot in `returned`."""
+        import jax.numpy as jnp
+
+        def packed(*args):
+            values = [None] * sum(len(slot) for slot in self.slots)
+            for k, arg in enumerate(args[n_in:]):
+                parts = [arg[a:b].reshape(shape) for a, b, shape in self._bounds(k)] if self.flat[k] else [arg]
+                for i, part in zip(self.slots[k], parts, strict=True):
+                    values[i] = part
+            results = step(*args[:n_in], *values)
+            new = [[results[updated[i]] for i in self.slots[k]] for k in returned]
+            return (*results[:n_out], *[jnp.concatenate([jnp.ravel(v) for v in vs]) if self.flat[k] else vs[0]
+                                        for k, vs in zip(returned, new, strict=True)])
+
+        return packed
+
+
+def _shardings(inputs, outputs, devs, batch_axes):
+    """(inputs' shardings, outputs' shardings, the replicated sharding) over a mesh of `devs`: each
     variable in `batch_axes` split along its batch axis, everything else replicated."""
     from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
@@ -343,9 +430,7 @@ def _shardings(inputs, outputs, fgraph, devs, batch_axes):
         axis = axes.get(id(var))
         return NamedSharding(mesh, PartitionSpec() if axis is None else PartitionSpec(*[None] * axis, "batch"))
 
-    n_in, n_out = len(inputs), len(outputs)
-    return (tuple(sharding(v) for v in [*inputs, *fgraph.inputs[n_in:]]),
-            tuple(sharding(v) for v in [*outputs, *fgraph.outputs[n_out:]]))
+    return [sharding(v) for v in inputs], [sharding(v) for v in outputs], NamedSharding(mesh, PartitionSpec())
 
 
 # PyTensor rewrites that flatten (T, B, ...) into (T*B, ...) where XLA can work on (T, B, ...) as it

@@ -140,10 +140,7 @@ STEP_BY_STEP = textwrap.dedent("""
         result = {"losses": losses, "W_h": params["W_h"].get_value().tolist(),
                   "states": devices.gather(states).tolist(), "sharded": step.sharded}
         if n > 1:  # which collectives XLA put in the compiled step
-            args = [devices.place(a, s) for a, s in zip(
-                [x, y, w, states, *key, np.float32(0.01)] + [v.get_value() for v in step.shared],
-                step.in_shardings)]
-            text = step.jitted.lower(*args).compile().as_text()
+            text = step.compiled_text(x, y, w, states, *key, np.float32(0.01))
             result["collectives"] = sorted(set(re.findall(r"(all-reduce|all-gather|all-to-all|"
                                                           r"collective-permute|reduce-scatter)\\(", text)))
         report[f"{cell} {n}"] = result
@@ -224,8 +221,9 @@ def test_bad_device_and_process_choices(corpus, tmp_path, args, option, message)
 
 def test_one_device_keeps_the_weights_on_the_device_between_updates():
     """--devices 1 (the default) with the jax backend: the step is jitted unsharded, with the
-    weights on the device, each update's buffers donated to the next; the shared variables hold
-    the host's copy until to_host brings the devices' values back."""
+    weights on the device in one buffer, donated to the next update; the shared variables hold
+    the host's copy until to_host brings the devices' values back, and a value set on the host
+    goes to the device with the next update."""
     import jax
 
     model_cfg, cfg = build_configs(5, hidden=4, layers=1, dropout=0.0, batch_size=2, seq_len=3, optimizer="sgd")
@@ -238,7 +236,8 @@ def test_one_device_keeps_the_weights_on_the_device_between_updates():
     x = np.array([[0, 1], [2, 3], [4, 0]], np.int32)
     args = (x, np.roll(x, -1, 0), np.ones((3, 2), np.float32), train.zero_states(model_cfg, 2, "float32"))
     step(*args, np.float32(0.5))
-    on_device = step.values[step.shared.index(params["W_h"])]
+    assert len(step.values) == 1  # the weights as one flat buffer
+    on_device = step.values[0]
     step(*args, np.float32(0.5))
     assert isinstance(on_device, jax.Array) and on_device.is_deleted()  # donated to the second update
     np.testing.assert_array_equal(params["W_h"].get_value(), before)  # not read back yet
