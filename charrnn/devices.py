@@ -331,7 +331,7 @@ class DeviceFunction:
             if all(h is self.seen[i] for h, i in zip(hosts, slot)):
                 continue
             current = hosts
-            if not self.on_host and self.values[k] is not None:
+            if self.packing.flat[k] and not self.on_host and self.values[k] is not None:
                 current = [h if h is not self.seen[i] else d
                            for h, i, d in zip(hosts, slot, self.packing.pieces(k, self.values[k]), strict=True)]
             self.values[k] = place(self.packing.pack(k, current), self.in_shardings[self.n_in + k])

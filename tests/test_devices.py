@@ -248,6 +248,15 @@ def test_one_device_keeps_the_weights_on_the_device_between_updates():
     step(*args, np.float32(0.0))
     devices.to_host(step)
     np.testing.assert_array_equal(params["W_h"].get_value(), before)
+    stale = params["W_y"].get_value()
+    step(*args, np.float32(0.5))  # the device ahead of the host again; then one variable set on the host
+    ahead = dict(zip((step.shared[i].name for i in step.packing.slots[0]), step.packing.pieces(0, step.values[0])))
+    assert not np.allclose(ahead["W_y"], stale)
+    params["W_h"].set_value(before)
+    step(*args, np.float32(0.0))
+    devices.to_host(step)
+    for name, p in params.items():  # the others keep the device's values, not the host's older ones
+        np.testing.assert_array_equal(p.get_value(), before if name == "W_h" else ahead[name], err_msg=name)
 
 
 def test_positions_by_stream_keep_each_streams_rows_together():
