@@ -15,7 +15,8 @@ for a fixed time budget, one process at a time, and record the best validation l
 Each run is a real `charrnn train CORPUS --max-time BUDGET` process (PyTensor's compile time is not
 counted in the budget; XLA's compiling at the first update, evaluation and checkpoints are). Every
 run is appended to benchmarks/sweep_results.jsonl with its stage, schedule, learning rate, seed,
-the configuration its checkpoint records and the load average before it started (the runs are only
+the configuration its checkpoint records, the precision its products ran in (`products`: what
+`--precision auto` resolved to) and the load average before it started (the runs are only
 comparable on a quiet machine: nothing else running).
 Stages 2 and final choose from the results already recorded for the same schedule. `--extra` adds
 train options to every run (`--extra "--precision bfloat16"`), recorded with it. Not part of the test
@@ -38,6 +39,7 @@ import pytensor
 from charrnn import checkpoint
 from charrnn.backend import device
 from charrnn.configs import TrainConfig
+from charrnn.precision import resolve
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "sweep_results.jsonl"
@@ -94,6 +96,7 @@ def run(name, lr, schedule, budget, out_dir, stage, rng_seed=0, extra=""):
         "at_epoch": best["epoch"], "final_val_loss": vals[-1]["val_loss"], "epochs": records[-1]["epoch"],
         "final_lr": [r["lr"] for r in records if "lr" in r][-1], "chars_per_s_median": rates[len(rates) // 2],
         "wall_s": round(time.time() - start, 1), "load_before": round(load, 2), **train, **environment(),
+        "products": resolve(train["train"].get("precision", "float32"), train["train"]["backend"]),  # auto's here
     }
 
 

@@ -10,7 +10,8 @@ Every option of `charrnn train` is accepted (its own click definitions parse the
 configuration is charrnn's: defaults, --preset, CHARRNN_* variables), before or after a `--`; this
 script adds --threads, --name and --append. CORPUS defaults to shared/data/tinyshakespeare.txt.
 --backend and --unroll change only how fast charrnn computes an update, so they change nothing here;
---precision bfloat16 runs the forward pass under torch.autocast(bfloat16); --resume is refused.
+--precision bfloat16 runs the forward pass under torch.autocast(bfloat16), as does auto (the default)
+where charrnn's auto would compute in bfloat16 (precision.resolve); --resume is refused.
 
 What is charrnn's and what is PyTorch's:
 
@@ -54,7 +55,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from charrnn import configs, idcache, optim
+from charrnn import configs, idcache, optim, precision
 from charrnn.cli import Command, train as train_command
 from charrnn.corpus import BatchStream, check_sizes, eval_stream, split
 from charrnn.options import ENV
@@ -166,8 +167,8 @@ class TorchRun:
         self.seed_ids = np.asarray(train_ids[: cfg.seq_len], dtype=np.int64)
         self.chars_per_step = cfg.batch_size * cfg.seq_len
         self.window, self.records, self.applied_lrs = [], [], []
-        self.mixed = ((lambda: torch.autocast("cpu", torch.bfloat16)) if cfg.precision == "bfloat16"
-                      else contextlib.nullcontext)
+        bfloat16 = precision.resolve(cfg.precision, "jax") == "bfloat16"  # auto: as charrnn's on this machine
+        self.mixed = (lambda: torch.autocast("cpu", torch.bfloat16)) if bfloat16 else contextlib.nullcontext
         (out_dir / "metrics.jsonl").write_text("", encoding="utf-8")
         (out_dir / "samples.txt").write_text("", encoding="utf-8")
 

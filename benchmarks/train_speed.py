@@ -14,10 +14,11 @@ cache, first call) and each process's peak RSS.
                                      [--precision bfloat16] [--torch-device cuda] [--torch-autocast]
                                      [--updates 200] [--table]
 
---precision sets charrnn's (float32, or bfloat16 products); --torch-autocast runs PyTorch's update
-under torch.autocast(bfloat16) on its device; --torch-device cuda puts PyTorch on the GPU, where its
-nn.GRU and nn.LSTM are cuDNN's. --updates fixes the updates per timed round (instead of the
-configuration's own). --table prints one line per configuration (benchmarks/gpu_check.sh uses it).
+--precision sets charrnn's (float32, the default here; bfloat16 products; or auto); --torch-autocast
+runs PyTorch's update under torch.autocast(bfloat16) on its device; --torch-device cuda puts PyTorch
+on the GPU, where its nn.GRU and nn.LSTM are cuDNN's. --updates fixes the updates per timed round
+(instead of the configuration's own). --table prints one line per configuration
+(benchmarks/gpu_check.sh uses it).
 
 Not part of the test suite.
 """
@@ -44,7 +45,7 @@ CONFIGS = {
 }
 
 
-def load_batches(corpus, name, batch_size=None, precision=None):
+def load_batches(corpus, name, batch_size=None, precision="float32"):
     """The vocabulary, configurations and batch stream both workers train on."""
     from charrnn.corpus import BatchStream, Vocab, read_text
 
@@ -221,7 +222,7 @@ def compare(name, args):
     med = {kind: statistics.median(r) for kind, r in rates.items()}
     if args.table:
         torch_label = f"torch {args.torch_device}{' autocast bf16' if args.torch_autocast else ' float32'}"
-        print(f"| {name} | {cfg.batch_size} | {args.precision or 'float32'} | {med['charrnn']:,.0f} | "
+        print(f"| {name} | {cfg.batch_size} | {args.precision} | {med['charrnn']:,.0f} | "
               f"{torch_label} | {med['torch']:,.0f} | {med['charrnn'] / med['torch']:.2f} | "
               f"{first['charrnn']:.1f} |", flush=True)
         return
@@ -243,7 +244,8 @@ def main():
     parser.add_argument("--backend", default="jax", help="charrnn's PyTensor backend")
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="PyTorch threads (JAX uses every core)")
     parser.add_argument("--batch-size", type=int, help="streams per update, for every configuration")
-    parser.add_argument("--precision", choices=["float32", "bfloat16"], help="charrnn's --precision")
+    parser.add_argument("--precision", choices=["float32", "bfloat16", "auto"], default="float32",
+                        help="charrnn's --precision [default: float32]")
     parser.add_argument("--torch-device", default="cpu", help="cpu, or cuda for PyTorch on the GPU (cuDNN)")
     parser.add_argument("--torch-autocast", action="store_true", help="PyTorch's forward under bfloat16 autocast")
     parser.add_argument("--updates", type=int, help="updates per timed round [default: the configuration's]")

@@ -18,9 +18,10 @@ from charrnn.decode import Decoding, DecodingError, continuation, encode_seed, f
 from charrnn.corpus import CorpusError, TooShort, Vocab, check_sizes, read_text, split
 from charrnn.evaluate import score_text
 from charrnn.model import shared_params
-from charrnn.options import (BACKEND, CHECKPOINT, ENV, JSON, PRECISION, QUIET, RUN_DIR, default_checkpoint, encoding,
-                             explain_options, placement_options, predict_options, run_options, training_options,
-                             write_output)
+from charrnn.options import (BACKEND, CHECKPOINT, ENV, JSON, PRECISION, QUIET, RUN_DIR,
+                             default_checkpoint, encoding, explain_options, placement_options, predict_options,
+                             run_options, training_options, write_output)
+from charrnn.precision import resolve
 from charrnn.sample import Sampler
 from charrnn.train import Trainer, TrainingDiverged, TrainingInterrupted, progress_bar
 
@@ -209,7 +210,8 @@ def eval_command(file, checkpoint_path, encoding, as_json, backend, precision, q
     # On a terminal, a bar counts the characters scored (a large file takes minutes).
     with progress_bar(True if quiet else None, desc="scoring", leave=False) as bar:
         try:
-            scores = score_text(params, meta, text, backend or DEFAULT_BACKEND, bar, precision or "float32")
+            backend = backend or DEFAULT_BACKEND
+            scores = score_text(params, meta, text, backend, bar, resolve(precision or "float32", backend))
         except CorpusError as e:
             raise click.ClickException(f"{file} {e}") from None
     scores = {"file": file, **scores}

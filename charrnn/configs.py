@@ -34,9 +34,10 @@ class TrainConfig:
     sample_length: int = 200  # characters in each training-time sample
     rng_seed: int = 0  # weight initialisation, dropout masks and sample draws
     backend: str = DEFAULT_BACKEND  # PyTensor backend, see backend.BACKENDS
-    # the training step's matrix products: float32, or bfloat16 inputs accumulated in float32 (precision.py);
+    # the training step's matrix products: float32, bfloat16 inputs accumulated in float32 (precision.py), or
+    # auto: bfloat16 where the hardware multiplies it natively, else float32 (chosen by benchmarks/sweep.py);
     # weights, optimizer state, the loss and checkpoints are float32 either way. Older checkpoints: float32
-    precision: str = "float32"
+    precision: str = "auto"
     # char-rnn (lr_decay after lr_decay_after epochs) or cosine (warm-up, then down to lr_floor by the budget's end)
     lr_schedule: str = "cosine"  # chosen by benchmarks/sweep.py --stage schedules (benchmarks/README.md)
     warmup: int = 100  # cosine: updates of linear warm-up from lr / warmup to lr
@@ -47,18 +48,18 @@ class TrainConfig:
 
 PRESETS = {
     # The fast.ai lesson-6 notebook: relu RNN, 256 units, 8-character sequences from a zero state,
-    # one plain SGD update per sequence on the summed loss, no clipping, no validation split.
+    # one plain SGD update per sequence on the summed loss, no clipping, no validation split, float32.
     # Version-1 checkpoints (the lesson-6 network) hold only part of it: the rest is read from here.
     "lesson6": {
         "cell": "rnn", "hidden": 256, "layers": 1, "activation": "relu", "dropout": 0.0,
         "seq_len": 8, "batch_size": 1, "carry_state": False, "optimizer": "sgd", "lr": 0.01, "loss": "sum",
         "clip": 0.0, "lr_decay": 1.0, "lr_schedule": "char-rnn", "val_frac": 0.0, "epochs": 1, "log_every": 1000,
-        "checkpoint_every": 10000,
+        "checkpoint_every": 10000, "precision": "float32",
     },
 }
 
 # What a checkpoint written before an option existed trained with: it keeps that, whatever the default becomes.
-BEFORE = {"lr_schedule": "char-rnn"}
+BEFORE = {"lr_schedule": "char-rnn", "precision": "float32"}
 
 # Options that may differ from the checkpoint's when resuming; every other one is fixed by the run.
 # backend and precision only change how fast the same update is computed (precision: within bfloat16's rounding).

@@ -45,12 +45,14 @@ BACKEND = click.option("--backend", type=click.Choice(list(BACKENDS)),
                        help=f"PyTensor backend: jax (uses a GPU when JAX sees one), c or numba; a checkpoint "
                             f"computes the same on each. [default: {DEFAULT_BACKEND}]")
 
-# No default here either: on --resume, the checkpoint's precision stands unless given again.
+# No default here either: on --resume, the checkpoint's precision stands unless given again; eval's
+# is float32, so that its scores compare across machines unless asked otherwise.
 PRECISION = click.option("--precision", type=click.Choice(list(PRECISIONS)),
                          help="Matrix products in float32, or with bfloat16 inputs accumulated in float32: faster "
-                              "where the hardware multiplies bfloat16 (GPUs; CPUs with AVX-512 BF16), with the jax "
-                              "backend only (the others compute them in float32). Weights, optimizer state, the loss "
-                              "and checkpoints stay float32. [default: float32]")
+                              "where the hardware multiplies bfloat16 (GPUs from Ampere on; CPUs with AVX-512 BF16 "
+                              "or AMX), with the jax backend only (the others compute them in float32); auto is "
+                              "bfloat16 there and float32 elsewhere. Weights, optimizer state, the loss and "
+                              "checkpoints stay float32. [default: auto for train, float32 for eval]")
 
 
 def _silence(ctx, param, quiet):

@@ -9,15 +9,21 @@ gradient is two more such products (dA = g·Bᵀ, dB = Aᵀ·g), as torch.autoca
 Everything around the products (parameters, optimizer state, gate nonlinearities, the loss) stays
 float32.
 
+`auto`, train's default, is bfloat16 where the hardware multiplies it natively and the products run
+in JAX, and float32 everywhere else (`resolve`).
+
 The JAX and Numba implementations are registered when charrnn.backend first compiles for those
 backends (`register`), so importing charrnn never imports JAX or Numba's dispatchers.
 """
+import functools
+from pathlib import Path
+
 import numpy as np
 import pytensor.tensor as pt
 from pytensor.graph.basic import Apply
 from pytensor.graph.op import Op
 
-PRECISIONS = ("float32", "bfloat16")  # --precision's choices; float32 first, the default
+PRECISIONS = ("auto", "float32", "bfloat16")  # --precision's choices
 
 
 class BF16Dot(Op):
@@ -92,8 +98,49 @@ def dot_t(a, b, precision="float32", rows=None):
 def _bfloat16_operands(precision, *operands):
     """The operands as float32 tensors for BF16Dot, once `precision` (not float32) is bfloat16."""
     if precision != "bfloat16":
-        raise ValueError(f"precision is one of {', '.join(PRECISIONS)}, not {precision!r}")
+        raise ValueError(f"a product's precision is float32 or bfloat16 (see resolve), not {precision!r}")
     return [pt.cast(pt.as_tensor_variable(v), "float32") for v in operands]
+
+
+def resolve(precision, backend):
+    """The products' precision, float32 or bfloat16, that `precision` means with `backend`: "auto"
+    is bfloat16 with the jax backend on hardware that multiplies bfloat16 natively, else float32."""
+    if precision != "auto":
+        return precision
+    return "bfloat16" if backend == "jax" and native_bfloat16() else "float32"
+
+
+@functools.cache
+def native_bfloat16():
+    """Whether JAX's default device multiplies bfloat16 natively (multiplies_bfloat16)."""
+    import jax
+
+    return multiplies_bfloat16(jax.devices()[0], cpu_flags())
+
+
+def multiplies_bfloat16(device, flags):
+    """Whether a JAX `device` multiplies bfloat16 natively: a TPU, an NVIDIA GPU from Ampere on
+    (compute capability 8.0), or a CPU whose feature `flags` (cpu_flags) include AVX-512 BF16 or
+    AMX. Elsewhere XLA would emulate bfloat16, slower than float32; unknown hardware counts as not."""
+    if device.platform == "tpu":
+        return True
+    if device.platform == "gpu":
+        major = str(getattr(device, "compute_capability", "")).split(".")[0]
+        return major.isdigit() and int(major) >= 8
+    return device.platform == "cpu" and bool(flags & {"avx512_bf16", "amx_bf16"})
+
+
+def cpu_flags(cpuinfo="/proc/cpuinfo"):
+    """The first CPU's feature flags, as Linux lists them; empty where there is no such file."""
+    try:
+        text = Path(cpuinfo).read_text()
+    except OSError:
+        return set()
+    for line in text.splitlines():
+        name, _, value = line.partition(":")
+        if name.strip() == "flags":
+            return set(value.split())
+    return set()
 
 
 def describe(precision, backend):

@@ -7,6 +7,9 @@ from charrnn.checkpoint import describe_nonfinite, nonfinite
 from charrnn.configs import checkpoint_configs
 from charrnn.model import ModelConfig
 
+# info's words for a run's --precision (float32: none)
+PRECISION_WORDS = {"bfloat16": ", bfloat16 products", "auto": ", auto precision (bfloat16 products where native)"}
+
 
 def format_next(seed, best, probs, width=16):
     """The notebook's view: each seed character, under it the predicted next one and its probability."""
@@ -68,7 +71,7 @@ def format_info(r):
         f"vocabulary   {r['vocab_size']} characters: {json.dumps(preview, ensure_ascii=False)}",
         f"training     {t['optimizer']}, lr {t['lr']} ({t['lr_schedule']} schedule), batch {t['batch_size']} x seq "
         f"{t['seq_len']}, {'carried' if t['carry_state'] else 'reset'} state, backend {t['backend']}"
-        f"{', bfloat16 products' if t.get('precision') == 'bfloat16' else ''}",
+        f"{PRECISION_WORDS.get(t.get('precision'), '')}",
         f"progress     {r['step']:,} updates, {num(r['epoch'], '.2f')} epochs",
         f"loss         train {num(r['loss'])}, validation {num(r['val_loss'])}, "
         f"best validation {num(r['best_val_loss'])} nats/char",

@@ -45,7 +45,7 @@ def compile_train_step(params, opt_state, model_cfg, train_cfg):
     keep = None if step is None else dropout.keep_multipliers((model_cfg.layers, T, B, H), model_cfg.dropout,
                                                               train_cfg.rng_seed, step, dtype)
     lr = pt.scalar("lr", dtype=dtype)  # an input, so a schedule never recompiles
-    unroll, products = unroll_steps(train_cfg), train_cfg.precision
+    unroll, products = unroll_steps(train_cfg), precision.resolve(train_cfg.precision, train_cfg.backend)
     by_stream = train_cfg.devices > 1  # the streams are split over devices: model.positions
     rows = partial(model.positions, by_stream=by_stream)
     top, finals, tapes = model.run_layers(x, states0, params, model_cfg, keep=keep, tape=True, precision=products,
@@ -315,7 +315,7 @@ class Trainer:
         self.device = devices.describe(self.cfg)
         self.where = f"{self.cfg.backend} on {self.device}"  # the bar's description
         self.log(f"compiling the training step with the {self.cfg.backend} backend on {self.device}"
-                 f"{precision.describe(self.cfg.precision, self.cfg.backend)}...")
+                 f"{precision.describe(precision.resolve(self.cfg.precision, self.cfg.backend), self.cfg.backend)}...")
         start = time.perf_counter()
         self.step_fn = compile_train_step(self.params, self.opt_state, self.model_cfg, self.cfg)
         self.log(f"compiled in {time.perf_counter() - start:.1f} s")

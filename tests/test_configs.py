@@ -40,7 +40,7 @@ def test_a_checkpoint_from_before_the_schedules_keeps_char_rnns_whatever_the_def
     model_cfg, train_cfg = build_configs(7)
     older = {k: v for k, v in asdict(train_cfg).items() if k not in ("lr_schedule", "warmup", "lr_floor")}
     assert configs.train_config({**meta_of(model_cfg, train_cfg), "train": older}).lr_schedule == "char-rnn"
-    assert configs.BEFORE == {"lr_schedule": "char-rnn"} and PRESETS["lesson6"]["lr_schedule"] == "char-rnn"
+    assert configs.BEFORE["lr_schedule"] == "char-rnn" and PRESETS["lesson6"]["lr_schedule"] == "char-rnn"
     meta = meta_of(model_cfg, train_cfg, resume={})
     _, resumed = configs.resume_configs(meta, {"lr_schedule": "cosine", "warmup": 0, "lr_floor": 0.5})
     assert (resumed.lr_schedule, resumed.warmup, resumed.lr_floor) == ("cosine", 0, 0.5)  # may change on resume
@@ -67,7 +67,10 @@ def test_the_sampler_reads_what_the_network_learnt_from():
     assert configs.sampler_context(TrainConfig(carry_state=False, seq_len=50)) == 50
 
 
-def test_precision_is_float32_for_older_checkpoints_and_may_change_on_resume():
+def test_precision_is_auto_for_new_runs_float32_for_older_checkpoints_and_may_change_on_resume():
+    assert build_configs(7)[1].precision == "auto"
+    auto = meta_of(*build_configs(7), resume={})
+    assert configs.resume_configs(auto, {"precision": None})[1].precision == "auto"  # resolved again where it runs
     model_cfg, train_cfg = build_configs(7, precision="bfloat16")
     meta = meta_of(model_cfg, train_cfg, resume={})
     assert configs.checkpoint_configs(meta)[1].precision == "bfloat16"

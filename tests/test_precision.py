@@ -123,10 +123,45 @@ def test_xla_multiplies_a_weight_gradient_in_bfloat16():
 def test_float32_is_plain_dot_and_other_precisions_are_refused():
     a = pt.matrix("a", dtype="float32")
     assert precision.dot(a, a, "float32").owner.op == pt.dot(a, a).owner.op
-    with pytest.raises(ValueError, match="float32, bfloat16"):
-        precision.dot(a, a, "float16")
+    for other in ("float16", "auto"):  # auto is resolved before a graph is built
+        with pytest.raises(ValueError, match="float32 or bfloat16"):
+            precision.dot(a, a, other)
     with pytest.raises(TypeError, match="float32 matrices"):
         precision.bf16_dot(pt.matrix(dtype="float64"), a)
+
+
+def test_auto_is_bfloat16_with_jax_where_the_hardware_multiplies_it_and_float32_elsewhere():
+    native = precision.native_bfloat16()
+    assert precision.resolve("auto", "jax") == ("bfloat16" if native else "float32")
+    for other in ("c", "numba"):  # they compute a bfloat16 product in float32: nothing to gain
+        assert precision.resolve("auto", other) == "float32"
+    for given in ("float32", "bfloat16"):
+        assert {precision.resolve(given, b) for b in ("jax", "c")} == {given}
+
+
+def test_which_hardware_multiplies_bfloat16_natively(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx512f avx512_bf16\n\nprocessor\t: 1\nflags\t: fpu\n")
+    assert precision.cpu_flags(cpuinfo) == {"fpu", "sse2", "avx512f", "avx512_bf16"}  # the first CPU's
+    assert precision.cpu_flags(tmp_path / "none") == set()
+
+    def device(platform, **attributes):  # what multiplies_bfloat16 reads of a jax.Device
+        return type("Device", (), {"platform": platform, **attributes})()
+
+    cases = [(device("cpu"), {"avx512f", "avx512_bf16"}, True), (device("cpu"), {"amx_bf16"}, True),
+             (device("cpu"), {"avx512f", "avx2"}, False), (device("tpu"), set(), True),
+             (device("gpu", compute_capability="9.0"), set(), True),
+             (device("gpu", compute_capability="8.0"), set(), True),
+             (device("gpu", compute_capability="7.5"), {"avx512_bf16"}, False),  # the GPU's, not the host's
+             (device("gpu"), set(), False),  # a GPU that says nothing (ROCm's): unknown
+             (device("gpu", compute_capability="gfx90a"), set(), False), (device("metal"), {"amx_bf16"}, False)]
+    for dev, flags, expected in cases:
+        assert precision.multiplies_bfloat16(dev, flags) is expected, (vars(type(dev)), flags)
+    import jax
+
+    first = jax.devices()[0]
+    if first.platform == "cpu":  # this machine, as native_bfloat16 sees it
+        assert precision.native_bfloat16() is bool(precision.cpu_flags() & {"avx512_bf16", "amx_bf16"})
 
 
 T, BATCH, V, H = 5, 3, 7, 8
@@ -211,6 +246,22 @@ def test_train_with_bfloat16_writes_an_ordinary_float32_checkpoint(bf16_run):
     assert all(a.dtype == np.float32 for a in params.values())
     info = CliRunner().invoke(cli, ["info", str(out / "latest.npz")])
     assert info.exit_code == 0 and "bfloat16 products" in info.stdout
+
+
+def test_train_resolves_auto_where_it_runs_and_records_auto(tmp_path):
+    """No --precision: bfloat16 products where this machine multiplies them natively, float32
+    elsewhere, said in the compile line; the checkpoint keeps auto, so a resume elsewhere resolves again."""
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(PATTERN * 50, encoding="utf-8")
+    result = CliRunner().invoke(cli, ["train", str(corpus), "--hidden", "8", "--layers", "1", "--seq-len", "8",
+                                      "--batch-size", "2", "--max-steps", "1", "--val-frac", "0", "--sample-length",
+                                      "0", "--out", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.stderr
+    compiling = next(line for line in result.stderr.splitlines() if line.startswith("compiling the training step"))
+    assert ("in bfloat16, accumulated in float32" in compiling) is precision.native_bfloat16(), compiling
+    assert checkpoint.load(tmp_path / "run" / "latest.npz")[1]["train"]["precision"] == "auto"
+    info = CliRunner().invoke(cli, ["info", str(tmp_path / "run" / "latest.npz")])
+    assert info.exit_code == 0 and "auto precision" in info.stdout
 
 
 def test_predict_and_eval_read_a_bfloat16_run_in_float32_or_bfloat16(bf16_run):

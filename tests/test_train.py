@@ -125,7 +125,7 @@ def test_dropout_is_active_in_training_only(tmp_path):
     text = PATTERN * 50
     vocab = Vocab.from_text(text)
     model_cfg, cfg = build_configs(len(vocab), cell="lstm", layers=2, hidden=16, dropout=0.5, batch_size=2,
-                                   seq_len=8, optimizer="sgd")
+                                   seq_len=8, optimizer="sgd", precision="float32")  # as evaluation computes
     trainer = Trainer(vocab, model_cfg, cfg, tmp_path, log=lambda m: None)
     step = compile_train_step(trainer.params, trainer.opt_state, model_cfg, cfg)
     batch = BatchStream(vocab.encode(text), 2, 8).batch(0)
