@@ -9,6 +9,7 @@ for a fixed time budget, one process at a time, and record the best validation l
                                                              # the schedules stage's) twice more
                                                              # (--rng-seed 1 and 2), for the spread
     python benchmarks/sweep.py --budget 5m gru2x384-drop0.2  # named candidates only (stage "manual")
+    python benchmarks/sweep.py default --lrs 2e-3 --seeds 1 2 --extra "--precision bfloat16"  # a spread
     python benchmarks/sweep.py --stage 1 --schedule cosine default --lrs 3e-3  # names before --lrs,
                                                              # which takes several values
 
@@ -134,7 +135,8 @@ def plan(args):
     if args.stage == "schedules":
         return [("default", args.lrs[0], s, 0, extra) for s in SCHEDULES]
     if args.stage in ("1", "manual"):
-        return [(name, lr, schedule, 0, extra) for name in args.names or CANDIDATES for lr in args.lrs]
+        return [(name, lr, schedule, seed, extra) for name in args.names or CANDIDATES for lr in args.lrs
+                for seed in args.seeds]
     resolved = schedule or TrainConfig().lr_schedule
     # stage 2: the best three of stage 1; final: the best 20-minute run of seed 0, stage 2's or the
     # schedules stage's (the default at its own lr)
@@ -156,6 +158,8 @@ def main():
     parser.add_argument("--schedule", choices=SCHEDULES, help="--lr-schedule of every run [default: train's]")
     parser.add_argument("--lrs", nargs="+", default=["2e-3", "3e-3"], help="learning rates of stage 1 and manual "
                         "runs (the first for the schedules stage) [default: 2e-3 3e-3]")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0], help="--rng-seed of each stage 1 or manual "
+                        "run, several for the spread [default: 0]")
     parser.add_argument("--budget", help="--max-time of each run [default: 5m for stage 1, else 20m]")
     parser.add_argument("--extra", default="", help='train options added to every run: "--precision bfloat16"')
     parser.add_argument("--out", type=Path, default=Path("/tmp/charrnn-sweep"),
