@@ -185,7 +185,7 @@ def start_worker(kind, name, args, cache):
     cmd = [sys.executable, __file__, args.corpus, "--worker", kind, "--configs", name, "--backend", args.backend,
            "--threads", str(args.threads), "--torch-device", args.torch_device,
            *(["--batch-size", str(args.batch_size)] if args.batch_size else []),
-           *(["--precision", args.precision] if args.precision else []),
+           "--precision", args.precision,
            *(["--torch-autocast"] if args.torch_autocast else [])]
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)

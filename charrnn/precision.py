@@ -24,6 +24,7 @@ from pytensor.graph.basic import Apply
 from pytensor.graph.op import Op
 
 PRECISIONS = ("auto", "float32", "bfloat16")  # --precision's choices
+BFLOAT16_CPU_FLAGS = {"avx512_bf16", "amx_bf16"}  # /proc/cpuinfo's flags of x86 CPUs that multiply bfloat16
 
 
 class BF16Dot(Op):
@@ -127,7 +128,7 @@ def multiplies_bfloat16(device, flags):
     if device.platform == "gpu":
         major = str(getattr(device, "compute_capability", "")).split(".")[0]
         return major.isdigit() and int(major) >= 8
-    return device.platform == "cpu" and bool(flags & {"avx512_bf16", "amx_bf16"})
+    return device.platform == "cpu" and bool(flags & BFLOAT16_CPU_FLAGS)
 
 
 def cpu_flags(cpuinfo="/proc/cpuinfo"):
@@ -144,7 +145,9 @@ def cpu_flags(cpuinfo="/proc/cpuinfo"):
 
 
 def describe(precision, backend):
-    """How the products are computed, for the line saying what is compiled: '' for float32."""
+    """How the products of `precision` (auto resolved here) are computed with `backend`, for the line
+    saying what is compiled: '' for float32."""
+    precision = resolve(precision, backend)
     if precision == "float32":
         return ""
     if backend == "jax":

@@ -315,7 +315,7 @@ class Trainer:
         self.device = devices.describe(self.cfg)
         self.where = f"{self.cfg.backend} on {self.device}"  # the bar's description
         self.log(f"compiling the training step with the {self.cfg.backend} backend on {self.device}"
-                 f"{precision.describe(precision.resolve(self.cfg.precision, self.cfg.backend), self.cfg.backend)}...")
+                 f"{precision.describe(self.cfg.precision, self.cfg.backend)}...")
         start = time.perf_counter()
         self.step_fn = compile_train_step(self.params, self.opt_state, self.model_cfg, self.cfg)
         self.log(f"compiled in {time.perf_counter() - start:.1f} s")
