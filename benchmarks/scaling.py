@@ -34,7 +34,7 @@ VOCAB = 65  # tinyshakespeare's
 
 def worker(args):
     """Compile the step on args.n devices, run one update, then a timed round per line on stdin."""
-    from charrnn import devices, model, optim, train
+    from charrnn import devices, model, optim, schedule, train
     from charrnn.configs import build_configs
 
     B = args.per_device_batch * args.n
@@ -48,7 +48,7 @@ def worker(args):
     y, w = np.roll(x, -1, axis=0), np.ones((cfg.seq_len, B), np.float32)
     states = train.zero_states(model_cfg, B, "float32")
     key = [np.uint32(0)] if model_cfg.dropout else []  # the dropout masks' (made in the update)
-    lr = np.float32(cfg.lr)
+    lr = np.float32(schedule.peak(cfg))
     loss, _ = step(x, y, w, states, *key, lr)
     float(loss)
     report = {"devices": devices.describe(cfg), "batch": B, "all_reduce_bytes": all_reduce_bytes(step, x, y, w,

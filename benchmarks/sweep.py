@@ -102,9 +102,10 @@ def run(name, lr, schedule, budget, out_dir, stage, rng_seed=0, extra=""):
 
 
 def meta_of(path):
-    """The configuration a checkpoint records: {"model": ..., "train": ...}."""
+    """The configuration a checkpoint records: {"model": ..., "train": ..., "chosen_lr": what --lr auto chose}."""
     _, meta = checkpoint.load(path)
-    return {"model": meta["model"], "train": {k: v for k, v in meta["train"].items() if k != "max_time"}}
+    return {"model": meta["model"], "train": {k: v for k, v in meta["train"].items() if k != "max_time"},
+            "chosen_lr": meta.get("resume", {}).get("peak_lr")}
 
 
 def environment():

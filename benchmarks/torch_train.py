@@ -59,7 +59,7 @@ from charrnn import configs, idcache, optim, precision
 from charrnn.cli import Command, train as train_command
 from charrnn.corpus import BatchStream, check_sizes, eval_stream, split
 from charrnn.options import ENV
-from charrnn.schedule import Budget
+from charrnn.schedule import Budget, peak
 from charrnn.train import DivergenceGuard, TrainingDiverged, TrainState, epochs_done
 
 HERE = Path(__file__).resolve().parent
@@ -99,10 +99,10 @@ def detached(state):
 def optimizer(cfg, params):
     """charrnn's optimizer (charrnn/optim.py: PyTorch's defaults) as torch.optim's."""
     if cfg.optimizer in ("sgd", "momentum"):
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=optim.MOMENTUM if cfg.optimizer == "momentum" else 0.0)
+        return torch.optim.SGD(params, lr=peak(cfg), momentum=optim.MOMENTUM if cfg.optimizer == "momentum" else 0.0)
     if cfg.optimizer == "rmsprop":
-        return torch.optim.RMSprop(params, lr=cfg.lr, alpha=optim.RMS_ALPHA, eps=optim.EPS)
-    return torch.optim.Adam(params, lr=cfg.lr, betas=optim.ADAM_BETAS, eps=optim.EPS)
+        return torch.optim.RMSprop(params, lr=peak(cfg), alpha=optim.RMS_ALPHA, eps=optim.EPS)
+    return torch.optim.Adam(params, lr=peak(cfg), betas=optim.ADAM_BETAS, eps=optim.EPS)
 
 
 def batch(stream, k):
@@ -192,7 +192,10 @@ class TorchRun:
                     s.epoch, s.position = s.epoch + 1, 0
                     self.evaluate()
                 continue
-            s.progress = self.budget.progress(s.step, self.elapsed())  # of the schedule
+            seconds = self.elapsed()
+            if self.budget.choose_lr(s, seconds):
+                self.log(f"learning rate {s.peak_lr:.3g} (--lr auto, for a budget of {self.budget.epochs:.3g} epochs)")
+            s.progress = self.budget.progress(s.step, seconds)  # of the schedule
             self.window.append(self.update(s.lr(self.cfg)))
             s.step, s.position = s.step + 1, s.position + 1
             self.after_update()
@@ -333,7 +336,7 @@ def result(run, given, name, threads, wall_s, load):
     budget = (f"{cfg.max_time / 60:g}m" if cfg.max_time % 60 == 0 else f"{cfg.max_time:g}s") if cfg.max_time else None
     return {
         "name": name, "stage": "torch", "schedule": cfg.lr_schedule, "lr": cfg.lr, "rng_seed": cfg.rng_seed,
-        "options": given, "budget": budget, "max_steps": cfg.max_steps,
+        "chosen_lr": s.peak_lr, "options": given, "budget": budget, "max_steps": cfg.max_steps,
         "best_val_loss": s.best_val_loss if vals else None,
         "best_val_bpc": s.best_val_loss / math.log(2) if vals else None,
         "at_step": run.best_at[0] if run.best_at else None,

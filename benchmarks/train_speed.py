@@ -85,7 +85,7 @@ def charrnn_worker(vocab, model_cfg, cfg, stream, backend):
             return loss
 
         return update
-    lr = np.asarray(cfg.lr, dtype=np.float32)
+    lr = np.asarray(cfg.lr, dtype=np.float32)  # (a checkout from before --lr auto)
     zeros = np.zeros((model_cfg.state_size, cfg.batch_size, model_cfg.hidden), dtype=np.float32)
     carried, pending, step = [zeros], {}, [0]
 
@@ -121,10 +121,11 @@ def torch_worker(model_cfg, cfg, stream, device="cpu", autocast=False):
     drop, out = nn.Dropout(model_cfg.dropout), nn.Linear(H, V)
     rnn, out = rnn.to(device), out.to(device)
     params = [*rnn.parameters(), *out.parameters()]
+    lr = cfg.lr if isinstance(cfg.lr, float) else 2e-3  # --lr auto: the rate does not change the speed
     if cfg.optimizer == "sgd":
-        opt = torch.optim.SGD(params, lr=cfg.lr)
+        opt = torch.optim.SGD(params, lr=lr)
     else:
-        opt = torch.optim.Adam(params, lr=cfg.lr)
+        opt = torch.optim.Adam(params, lr=lr)
     zeros = torch.zeros(model_cfg.layers, cfg.batch_size, H, device=device)
     state = [(zeros, zeros) if model_cfg.cell == "lstm" else zeros]
     mixed = (lambda: torch.autocast(torch.device(device).type, torch.bfloat16)) if autocast else contextlib.nullcontext

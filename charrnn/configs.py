@@ -18,7 +18,8 @@ class TrainConfig:
     batch_size: int = 64  # contiguous streams read side by side (lesson 6: 1)
     carry_state: bool = True  # carry the hidden state from chunk to chunk within an epoch (lesson 6: reset)
     optimizer: str = "adam"  # sgd, momentum, rmsprop or adam (lesson 6: sgd)
-    lr: float = 2e-3  # learning rate (lesson 6: 0.01)
+    # learning rate, the peak of the cosine schedule; auto: chosen for the budget (schedule.auto_lr) (lesson 6: 0.01)
+    lr: float | str = "auto"
     loss: str = "mean"  # the update's loss: mean per character, or summed over the chunk (lesson 6)
     clip: float = 5.0  # clip gradients to this global L2 norm; 0 disables (lesson 6: 0)
     lr_decay: float = 0.97  # multiply lr by this after each epoch ...

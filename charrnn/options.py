@@ -21,7 +21,6 @@ from charrnn.precision import PRECISIONS
 from charrnn.schedule import SCHEDULES
 
 POSITIVE = click.IntRange(min=1)
-POSITIVE_FLOAT = click.FloatRange(min=0, min_open=True)
 # Every option can come from the environment as CHARRNN_<OPTION> (CHARRNN_LR=0.001, CHARRNN_BACKEND=numba).
 ENV = {"auto_envvar_prefix": "CHARRNN"}
 
@@ -130,6 +129,23 @@ class Duration(click.ParamType):
         return seconds
 
 
+class LearningRate(click.ParamType):
+    """--lr: a positive number, or auto (schedule.auto_lr)."""
+
+    name = "float|auto"
+
+    def convert(self, value, param, ctx):
+        if value == "auto" or isinstance(value, float):
+            return value
+        try:
+            rate = float(value)
+        except ValueError:
+            rate = math.nan
+        if not (math.isfinite(rate) and rate > 0):
+            self.fail(f"{value!r} is neither a positive number nor auto", param, ctx)
+        return rate
+
+
 class Devices(click.ParamType):
     """--devices: all, or a positive number of devices."""
 
@@ -177,7 +193,10 @@ TRAINING = [
                  help="Carry the hidden state from chunk to chunk (reset each epoch), or reset it every chunk "
                  "as the lesson does. [default: carry]"),
     click.option("--optimizer", type=click.Choice(list(OPTIMIZERS)), help=_d(TrainConfig, "optimizer").strip()),
-    click.option("--lr", type=POSITIVE_FLOAT, help="Learning rate." + _d(TrainConfig, "lr")),
+    click.option("--lr", type=LearningRate(),
+                 help="Learning rate: the peak of the cosine schedule. auto: 3e-3 for a budget of up to 10 epochs, "
+                      "2e-3 from 16 on, log-linear between (for --max-time alone, the epochs estimated from the "
+                      "speed of the first updates); 2e-3 with the char-rnn schedule." + _d(TrainConfig, "lr")),
     click.option("--loss", type=click.Choice(["mean", "sum"]),
                  help="The update's loss: mean per character, or summed over the chunk as in the lesson."
                       + _d(TrainConfig, "loss")),

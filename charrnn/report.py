@@ -52,7 +52,15 @@ def info(path, params, meta):
         "vocab_size": len(meta["vocab"]), "vocab": meta["vocab"],
         "parameters": int(sum(a.size for a in params.values())), "nonfinite": nonfinite(params),
         **{key: meta.get(key) for key in ("step", "epoch", "loss", "val_loss", "best_val_loss")},
+        "chosen_lr": meta.get("resume", {}).get("peak_lr"),  # what --lr auto chose for the budget
     }
+
+
+def lr_words(lr, chosen):
+    """info's words for --lr: the rate, or auto and what it chose."""
+    if lr != "auto":
+        return f"{lr}"
+    return f"auto ({chosen:.3g} for the budget)" if chosen is not None else "auto (not chosen yet)"
 
 
 def format_info(r):
@@ -69,8 +77,9 @@ def format_info(r):
         f"parameters   {r['parameters']:,}",
         f"weights      {'not finite: ' + describe_nonfinite(r['nonfinite']) if r['nonfinite'] else 'finite'}",
         f"vocabulary   {r['vocab_size']} characters: {json.dumps(preview, ensure_ascii=False)}",
-        f"training     {t['optimizer']}, lr {t['lr']} ({t['lr_schedule']} schedule), batch {t['batch_size']} x seq "
-        f"{t['seq_len']}, {'carried' if t['carry_state'] else 'reset'} state, backend {t['backend']}"
+        f"training     {t['optimizer']}, lr {lr_words(t['lr'], r.get('chosen_lr'))} ({t['lr_schedule']} schedule), "
+        f"batch {t['batch_size']} x seq {t['seq_len']}, {'carried' if t['carry_state'] else 'reset'} state, "
+        f"backend {t['backend']}"
         f"{PRECISION_WORDS.get(t.get('precision'), '')}",
         f"progress     {r['step']:,} updates, {num(r['epoch'], '.2f')} epochs",
         f"loss         train {num(r['loss'])}, validation {num(r['val_loss'])}, "

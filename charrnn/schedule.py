@@ -11,10 +11,39 @@ falls from 1 to `lr_floor` as the run's budget is spent (`Budget.progress`):
   exactly resumable. A resumed run starts from the progress its checkpoint holds and spends the
   rest over the new invocation's --max-time (which counts this invocation only).
 - with neither: updates done over the updates of --epochs.
+
+--lr auto (the default) chooses the peak rate for the budget's length in epochs (`auto_lr`): known
+at the start for a budget in updates (the same every time, so exactly resumable); for --max-time
+alone, estimated from how fast MEASURE_OVER updates ran, MEASURE_FROM updates in (until then the
+rate is the long budgets'). The rate chosen is part of where the run stands: a resumed run keeps it.
 """
 import math
 
 SCHEDULES = ("char-rnn", "cosine")
+
+# --lr auto with the cosine schedule: (epochs, peak rate) at a short and a long budget, log-linear
+# between, measured with the default network at batch 64 on tinyshakespeare (README.md, "The learning
+# rate for the budget"): 3e-3 won at 6-8.7 epochs (five minutes on the 2-core development machine),
+# 2e-3 at 16-33 (ten and twenty). char-rnn's schedule: 2e-3 (char-rnn's own default) whatever the budget.
+AUTO_LR = ((10.0, 3e-3), (16.0, 2e-3))
+MEASURE_FROM, MEASURE_OVER = 5, 20  # --max-time alone: the updates skipped, then timed, to estimate the epochs
+
+
+def auto_lr(cfg, epochs):
+    """--lr auto's peak learning rate for a budget of `epochs` passes (AUTO_LR), to 3 significant figures."""
+    (short, high), (long, low) = AUTO_LR
+    if cfg.lr_schedule != "cosine" or epochs >= long:
+        return low
+    if epochs <= short:
+        return high
+    t = math.log(epochs / short) / math.log(long / short)
+    return float(f"{high * (low / high) ** t:.3g}")
+
+
+def peak(cfg, chosen=None):
+    """The learning rate the schedule multiplies: --lr, or for auto the rate chosen for the budget (until it
+    is chosen, the long budgets' rate)."""
+    return cfg.lr if cfg.lr != "auto" else chosen or AUTO_LR[-1][1]
 
 
 def factor(cfg, step, epoch, progress):
@@ -29,10 +58,33 @@ def factor(cfg, step, epoch, progress):
 class Budget:
     """A run's budget: the updates it may make, its training time, and how much of them is spent."""
 
-    def __init__(self, cfg, steps_per_epoch, progress=0.0):
-        self.cfg = cfg
+    def __init__(self, cfg, steps_per_epoch, progress=0.0, step=0):
+        self.cfg, self.steps_per_epoch = cfg, steps_per_epoch
         self.total_steps = min(steps_per_epoch * cfg.epochs, cfg.max_steps or math.inf)
         self.start = progress  # the progress a resumed run's checkpoint holds: where a time-based schedule was
+        self.first = step  # the update this invocation starts from
+        self.mark = None  # (step, seconds) where the timing for --lr auto began
+        self.epochs = None  # the budget's length in epochs, once --lr auto has chosen
+
+    def choose_lr(self, state, seconds):
+        """--lr auto: set state.peak_lr for the budget's length in epochs, at once for a budget in
+        updates, else once MEASURE_OVER updates were timed (`seconds`: this invocation's training time
+        at update state.step). True when it was set by this call."""
+        if self.cfg.lr != "auto" or state.peak_lr is not None:
+            return False
+        planned = self.total_steps
+        if self.timed() and self.cfg.lr_schedule == "cosine":
+            if self.mark is None or state.step < self.mark[0]:  # (the divergence guard may go back)
+                if state.step >= self.first + MEASURE_FROM:
+                    self.mark = (state.step, seconds)
+                return False
+            if state.step - self.mark[0] < MEASURE_OVER:
+                return False
+            rate = (state.step - self.mark[0]) / max(seconds - self.mark[1], 1e-9)  # updates per second
+            planned = min(planned, state.step + rate * max(self.cfg.max_time - seconds, 0.0))
+        self.epochs = planned / self.steps_per_epoch
+        state.peak_lr = auto_lr(self.cfg, self.epochs)
+        return True
 
     def spent(self, step, seconds):
         """True once `step` updates are the budget's, or `seconds` of training time reach --max-time."""

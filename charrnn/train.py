@@ -82,6 +82,7 @@ class TrainState:
     lr_scale: float = 1.0  # halved by each divergence the guard recovered from
     best_window_loss: float = math.inf  # the divergence guard's reference
     progress: float = 0.0  # of the run's budget, at the last update (schedule.Budget.progress)
+    peak_lr: float | None = None  # --lr auto: the rate chosen for the budget (schedule.Budget.choose_lr)
 
     def to_meta(self):
         """The checkpoint metadata's summary keys, and its "resume" entry (README, "Checkpoint format")."""
@@ -96,9 +97,10 @@ class TrainState:
         return self.evals_since_best == 0
 
     def lr(self, cfg):
-        """cfg.lr times the schedule's factor here (schedule.py), halved for each divergence the guard
-        recovered from."""
-        return self.lr_scale * cfg.lr * schedule.factor(cfg, self.step, self.epoch, self.progress)
+        """--lr (or the rate auto chose) times the schedule's factor here (schedule.py), halved for each
+        divergence the guard recovered from."""
+        rate = schedule.peak(cfg, self.peak_lr)
+        return self.lr_scale * rate * schedule.factor(cfg, self.step, self.epoch, self.progress)
 
     @classmethod
     def from_meta(cls, meta):
@@ -337,7 +339,7 @@ class Trainer:
     def _prepare(self, train_ids, val_ids):
         """The batch streams, the evaluation step, what checkpoints describe, and fresh logs for a new run."""
         self.stream = BatchStream(train_ids, self.cfg.batch_size, self.cfg.seq_len)
-        self.budget = schedule.Budget(self.cfg, len(self.stream), self.state.progress)
+        self.budget = schedule.Budget(self.cfg, len(self.stream), self.state.progress, self.state.step)
         self.val_stream, self.eval_fn = validation_step(self.params, self.model_cfg, self.cfg, val_ids)
         self.description = RunDescription.of(self.vocab, self.model_cfg, self.cfg, train_ids, len(self.stream))
         self.seed_ids = train_ids[: self.cfg.seq_len]
@@ -358,7 +360,11 @@ class Trainer:
                         s.epoch, s.position = s.epoch + 1, 0
                         self.evaluate()
                     continue
-                s.progress = self.budget.progress(s.step, self.signals.elapsed(s.step))  # of the schedule
+                seconds = self.signals.elapsed(s.step)
+                if self.budget.choose_lr(s, seconds):
+                    self.log(f"learning rate {s.peak_lr:.3g} (--lr auto, for a budget of "
+                             f"{self.budget.epochs:.3g} epochs)")
+                s.progress = self.budget.progress(s.step, seconds)  # of the schedule
                 self.metrics.add(self._update())  # --- one update
                 s.step, s.position = s.step + 1, s.position + 1
                 self._after_update()

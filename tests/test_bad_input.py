@@ -113,8 +113,9 @@ def test_unwritable_output_directory(tmp_path):
 
 
 @pytest.mark.parametrize("args", [["--hidden", "-3"], ["--layers", "0"], ["--seq-len", "-1"], ["--batch-size", "0"],
-                                  ["--lr", "0"], ["--dropout", "-0.1"], ["--dropout", "1.0"], ["--val-frac", "1"],
-                                  ["--clip", "-1"], ["--epochs", "0"], ["--max-time", "-5m"], ["--unroll", "0"]])
+                                  ["--lr", "0"], ["--lr", "fast"], ["--lr", "nan"], ["--dropout", "-0.1"],
+                                  ["--dropout", "1.0"], ["--val-frac", "1"], ["--clip", "-1"], ["--epochs", "0"],
+                                  ["--max-time", "-5m"], ["--unroll", "0"]])
 def test_train_numbers_out_of_range(saved, args):
     result = run("train", str(saved.parent / "c.txt"), *args, "--out", str(saved))
     assert result.exit_code == 2 and args[0] in one_error_line(result), (args, result.stderr)

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from charrnn.cli import cli
-from charrnn.options import QUIET, Duration
+from charrnn.options import QUIET, Duration, LearningRate
 
 
 @click.command()
@@ -76,3 +76,14 @@ def test_duration_is_a_positive_number_of_seconds_or_a_usage_error(text):
 def test_duration_refuses_what_is_not_a_positive_finite_duration(bad):
     with pytest.raises(click.BadParameter):
         Duration().convert(bad, None, None)
+
+
+@pytest.mark.parametrize("text, rate", [("auto", "auto"), ("3e-3", 3e-3), ("0.01", 0.01), (" 2e-3 ", 2e-3)])
+def test_lr_is_a_positive_number_or_auto(text, rate):
+    assert LearningRate().convert(text, None, None) == rate
+
+
+@pytest.mark.parametrize("bad", ["0", "-1e-3", "nan", "inf", "fast", "", "Auto"])
+def test_lr_refuses_what_is_neither(bad):
+    with pytest.raises(click.BadParameter, match="neither a positive number nor auto"):
+        LearningRate().convert(bad, None, None)

@@ -13,10 +13,10 @@ import pytest
 from click.testing import CliRunner
 from pytensor.scan.op import Scan
 
-from charrnn import backend, checkpoint, devices, model, optim, precision
+from charrnn import backend, checkpoint, devices, model, optim, precision, schedule
 from charrnn.backend import compile_function
 from charrnn.cli import cli
-from charrnn.configs import build_configs
+from charrnn.configs import build_configs, train_config
 from charrnn.train import compile_train_step
 from conftest import PATTERN
 from reference import compile_py
@@ -250,7 +250,8 @@ def test_train_with_bfloat16_writes_an_ordinary_float32_checkpoint(bf16_run):
 
 def test_train_resolves_auto_where_it_runs_and_records_auto(tmp_path):
     """No --precision: bfloat16 products where this machine multiplies them natively, float32
-    elsewhere, said in the compile line; the checkpoint keeps auto, so a resume elsewhere resolves again."""
+    elsewhere, said in the compile line; the checkpoint keeps auto, so a resume elsewhere resolves again.
+    No --lr either: the rate for a budget of one update (the short budgets'), said and kept in the checkpoint."""
     corpus = tmp_path / "corpus.txt"
     corpus.write_text(PATTERN * 50, encoding="utf-8")
     result = CliRunner().invoke(cli, ["train", str(corpus), "--hidden", "8", "--layers", "1", "--seq-len", "8",
@@ -259,9 +260,13 @@ def test_train_resolves_auto_where_it_runs_and_records_auto(tmp_path):
     assert result.exit_code == 0, result.stderr
     compiling = next(line for line in result.stderr.splitlines() if line.startswith("compiling the training step"))
     assert ("in bfloat16, accumulated in float32" in compiling) is precision.native_bfloat16(), compiling
-    assert checkpoint.load(tmp_path / "run" / "latest.npz")[1]["train"]["precision"] == "auto"
+    meta = checkpoint.load(tmp_path / "run" / "latest.npz")[1]
+    assert meta["train"]["precision"] == "auto" and meta["train"]["lr"] == "auto"
+    epochs = meta["epoch"]  # of a budget of one update, the one done: under 10, so 3e-3
+    assert meta["resume"]["peak_lr"] == 3e-3 == schedule.auto_lr(train_config(meta), epochs)
+    assert f"learning rate 0.003 (--lr auto, for a budget of {epochs:.3g} epochs)" in result.stderr
     info = CliRunner().invoke(cli, ["info", str(tmp_path / "run" / "latest.npz")])
-    assert info.exit_code == 0 and "auto precision" in info.stdout
+    assert info.exit_code == 0 and "auto precision" in info.stdout and "lr auto (0.003 for the budget)" in info.stdout
 
 
 def test_predict_and_eval_read_a_bfloat16_run_in_float32_or_bfloat16(bf16_run):

@@ -37,3 +37,10 @@ def test_format_info_names_the_rnn_activation_and_cuts_a_long_vocabulary():
 def test_format_info_says_which_weights_are_not_finite():
     lines = format_info(described(nonfinite={"W_y": {"NaN": 21_632}, "b_y": {"inf": 1, "-inf": 2}})).splitlines()
     assert lines[3] == "weights      not finite: W_y: 21,632 NaN; b_y: 1 inf, 2 -inf"
+
+
+def test_format_info_says_what_lr_auto_chose():
+    auto = {**described()["train"], "lr": "auto"}
+    assert format_info(described(train=auto, chosen_lr=0.00245)).splitlines()[5].startswith(
+        "training     adam, lr auto (0.00245 for the budget) (cosine schedule)")
+    assert "lr auto (not chosen yet)" in format_info(described(train=auto, chosen_lr=None))

@@ -92,7 +92,8 @@ def test_a_time_based_cosine_follows_the_clock_and_resumes_from_its_progress(tmp
     # (a network that learns PATTERN by heart does, at each epoch's start, however fast the machine is).
     rng = np.random.default_rng(0)
     (tmp_path / "c.txt").write_text("".join(rng.choice(list("abcdefgh \n"), size=520)))
-    options = ["--lr-schedule", "cosine", "--warmup", "0", "--epochs", "1000", "--max-time", "3s", "--log-every", "16"]
+    options = ["--lr-schedule", "cosine", "--lr", "2e-3", "--warmup", "0", "--epochs", "1000", "--max-time", "3s",
+               "--log-every", "16"]  # a rate given: auto's would change once it is chosen
     train(tmp_path, "run", *options)
     first = [lr for _, lr in sorted(losses(tmp_path / "run", "lr").items())]
     _, meta = checkpoint.load(tmp_path / "run" / "latest.npz")

@@ -4,7 +4,8 @@ import math
 import pytest
 
 from charrnn.configs import TrainConfig
-from charrnn.schedule import Budget, factor
+from charrnn.schedule import MEASURE_FROM, MEASURE_OVER, Budget, auto_lr, factor, peak
+from charrnn.train import TrainState
 
 
 def test_char_rnn_decays_once_per_epoch_after_lr_decay_after():
@@ -37,3 +38,42 @@ def test_with_max_time_alone_the_budget_is_the_time_fraction():
     assert budget.progress(10, 90.0) == 1.0
     resumed = Budget(TrainConfig(epochs=4, max_time=60.0), 50, progress=0.5)  # a checkpoint at half the schedule
     assert resumed.progress(10, 0.0) == 0.5 and resumed.progress(10, 30.0) == 0.75  # the rest over the new budget
+
+
+def test_auto_lr_is_the_short_budgets_rate_up_to_10_epochs_the_long_ones_from_16_and_log_linear_between():
+    cosine, char_rnn = TrainConfig(lr_schedule="cosine"), TrainConfig(lr_schedule="char-rnn")
+    assert [auto_lr(cosine, e) for e in (1, 10, 16, 100)] == [3e-3, 3e-3, 2e-3, 2e-3]
+    assert auto_lr(cosine, math.sqrt(10 * 16)) == pytest.approx(math.sqrt(3e-3 * 2e-3), rel=1e-3)  # halfway in logs
+    assert 2e-3 < auto_lr(cosine, 15) < auto_lr(cosine, 11) < 3e-3
+    assert auto_lr(char_rnn, 1) == 2e-3  # char-rnn's own rate, whatever the budget
+
+
+def test_auto_lr_is_chosen_at_the_start_for_a_budget_in_updates():
+    state, budget = TrainState(), Budget(TrainConfig(epochs=40, max_steps=400), steps_per_epoch=50)  # 8 epochs
+    assert peak(budget.cfg, state.peak_lr) == 2e-3  # before it is chosen: the long budgets' rate
+    assert budget.choose_lr(state, seconds=0.0) and budget.epochs == 8 and state.peak_lr == 3e-3
+    assert not budget.choose_lr(state, seconds=1.0) and state.peak_lr == 3e-3  # once
+    assert state.lr(budget.cfg) == pytest.approx(3e-3 / 100)  # the first update's warm-up: 1/100 of it
+    given = TrainState()
+    assert not Budget(TrainConfig(lr=0.5), 50).choose_lr(given, 0.0) and given.peak_lr is None
+    assert peak(TrainConfig(lr=0.5), 3e-3) == 0.5  # a rate given is the rate
+
+
+def test_for_max_time_alone_auto_lr_is_chosen_from_the_speed_of_timed_updates():
+    cfg = TrainConfig(epochs=50, max_time=100.0)
+    budget, state = Budget(cfg, steps_per_epoch=10, step=30), TrainState(step=30)  # a resumed run, at update 30
+    chosen = []
+    for step in range(30, 30 + MEASURE_FROM + MEASURE_OVER + 1):
+        state.step = step
+        seconds = 7.0 if step < 30 + MEASURE_FROM else 7.0 + 0.25 * (step - 30 - MEASURE_FROM)  # 4 updates/s
+        chosen.append(budget.choose_lr(state, seconds))
+    assert chosen == [False] * (MEASURE_FROM + MEASURE_OVER) + [True]
+    seconds = 7.0 + 0.25 * MEASURE_OVER
+    assert budget.epochs == pytest.approx((state.step + 4 * (100.0 - seconds)) / 10)  # 4 updates/s for the rest
+    assert state.peak_lr == auto_lr(cfg, budget.epochs)
+    short = Budget(TrainConfig(epochs=50, max_time=1.0), steps_per_epoch=10)
+    state = TrainState()
+    for step in range(MEASURE_FROM + MEASURE_OVER + 1):
+        state.step = step
+        short.choose_lr(state, 0.02 * step)  # 50 updates/s: 5 epochs in the second
+    assert state.peak_lr == 3e-3 and short.epochs < 10  # a second's budget: the short budgets' rate
