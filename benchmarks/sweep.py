@@ -12,12 +12,13 @@ for a fixed time budget, one process at a time, and record the best validation l
     python benchmarks/sweep.py default --lrs 2e-3 --seeds 1 2 --extra "--precision bfloat16"  # a spread
     python benchmarks/sweep.py --stage 1 --schedule cosine default --lrs 3e-3  # names before --lrs,
                                                              # which takes several values
+    python benchmarks/sweep.py default --lrs auto --budget 5m  # train with no option at all
 
 Each run is a real `charrnn train CORPUS --max-time BUDGET` process (PyTensor's compile time is not
 counted in the budget; XLA's compiling at the first update, evaluation and checkpoints are). Every
 run is appended to benchmarks/sweep_results.jsonl with its stage, schedule, learning rate, seed,
 the configuration its checkpoint records, the precision its products ran in (`products`: what
-`--precision auto` resolved to) and the load average before it started (the runs are only
+`--precision auto` resolved to), the rate `--lr auto` chose (`chosen_lr`) and the load average before it started (the runs are only
 comparable on a quiet machine: nothing else running).
 Stages 2 and final choose from the results already recorded for the same schedule. `--extra` adds
 train options to every run (`--extra "--precision bfloat16"`), recorded with it. Not part of the test
@@ -158,7 +159,7 @@ def main():
     parser.add_argument("--stage", choices=list(BUDGETS), help="[default: manual with NAMEs, else 1]")
     parser.add_argument("--schedule", choices=SCHEDULES, help="--lr-schedule of every run [default: train's]")
     parser.add_argument("--lrs", nargs="+", default=["2e-3", "3e-3"], help="learning rates of stage 1 and manual "
-                        "runs (the first for the schedules stage) [default: 2e-3 3e-3]")
+                        "runs (the first for the schedules stage), auto among them [default: 2e-3 3e-3]")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0], help="--rng-seed of each stage 1 or manual "
                         "run, several for the spread [default: 0]")
     parser.add_argument("--budget", help="--max-time of each run [default: 5m for stage 1, else 20m]")
