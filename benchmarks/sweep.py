@@ -18,8 +18,8 @@ Each run is a real `charrnn train CORPUS --max-time BUDGET` process (PyTensor's 
 counted in the budget; XLA's compiling at the first update, evaluation and checkpoints are). Every
 run is appended to benchmarks/sweep_results.jsonl with its stage, schedule, learning rate, seed,
 the configuration its checkpoint records, the precision its products ran in (`products`: what
-`--precision auto` resolved to), the rate `--lr auto` chose (`chosen_lr`) and the load average before it started (the runs are only
-comparable on a quiet machine: nothing else running).
+`--precision auto` resolved to), the rate `--lr auto` chose (`chosen_lr`) and the load average
+before it started (the runs are only comparable on a quiet machine: nothing else running).
 Stages 2 and final choose from the results already recorded for the same schedule. `--extra` adds
 train options to every run (`--extra "--precision bfloat16"`), recorded with it. Not part of the test
 suite: stage 1 takes about 100 minutes on the 2-core development machine, stage 2 an hour, the final

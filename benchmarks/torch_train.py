@@ -194,7 +194,7 @@ class TorchRun:
                 continue
             seconds = self.elapsed()
             if self.budget.choose_lr(s, seconds):
-                self.log(f"learning rate {s.peak_lr:.3g} (--lr auto, for a budget of {self.budget.epochs:.3g} epochs)")
+                self.log(self.budget.chosen(s))
             s.progress = self.budget.progress(s.step, seconds)  # of the schedule
             self.window.append(self.update(s.lr(self.cfg)))
             s.step, s.position = s.step + 1, s.position + 1

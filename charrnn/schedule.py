@@ -86,6 +86,10 @@ class Budget:
         state.peak_lr = auto_lr(self.cfg, self.epochs)
         return True
 
+    def chosen(self, state):
+        """The line saying what --lr auto chose (after choose_lr said True)."""
+        return f"learning rate {state.peak_lr:.3g} (--lr auto, for a budget of {self.epochs:.3g} epochs)"
+
     def spent(self, step, seconds):
         """True once `step` updates are the budget's, or `seconds` of training time reach --max-time."""
         return step >= self.total_steps or (self.cfg.max_time is not None and seconds >= self.cfg.max_time)

@@ -362,8 +362,7 @@ class Trainer:
                     continue
                 seconds = self.signals.elapsed(s.step)
                 if self.budget.choose_lr(s, seconds):
-                    self.log(f"learning rate {s.peak_lr:.3g} (--lr auto, for a budget of "
-                             f"{self.budget.epochs:.3g} epochs)")
+                    self.log(self.budget.chosen(s))
                 s.progress = self.budget.progress(s.step, seconds)  # of the schedule
                 self.metrics.add(self._update())  # --- one update
                 s.step, s.position = s.step + 1, s.position + 1
