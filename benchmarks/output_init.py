@@ -2,8 +2,9 @@
 from uniform(-1/sqrt(H), 1/sqrt(H)), instead of charrnn's W_y from normal(0, sqrt(2/H)) and b_y zero.
 The recurrent layers draw the same weights as charrnn's own (W_y is drawn after them; these two come
 from a generator of their own, seeded with [--rng-seed, 7]), and the dropout masks are the same, so a
-run pairs with charrnn's run of the same seed. An experiment for issue 14 (the one difference
-between charrnn's and torch_train.py's configurations at the start), not an option of `train`.
+run pairs with charrnn's run of the same seed. An experiment for issue 14 (one of the two differences
+between charrnn's and torch_train.py's networks at the start; the other: PyTorch draws the recurrent
+layers' biases from the same uniform, charrnn starts them at zero), not an option of `train`.
 
     python benchmarks/output_init.py train ../shared/data/tinyshakespeare.txt --max-time 20m \\
         --lr 2e-3 --lr-schedule cosine --precision bfloat16 --rng-seed 1 --out /tmp/output-init-seed1
