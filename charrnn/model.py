@@ -50,15 +50,15 @@ def param_shapes(config):
 
 
 def init_params(config, seed=0, dtype="float32"):
-    """Initial weights as numpy arrays keyed by name: each layer's as its cell initialises them
-    (cells.py), W_y normal(0, sqrt(2/H)), other biases zero."""
+    """Initial weights as numpy arrays keyed by name: each layer's and the output layer's as the cell
+    initialises them (cells.py), other biases zero."""
     rng = np.random.default_rng(seed)
     cell = cells.cell(config)
     arrays = {name: np.zeros(shape) for name, shape in param_shapes(config).items()}
     for layer in range(config.layers):
         W_x, b_x, W_h, _ = layer_names(layer)
         cell.init(rng, arrays[W_x], arrays[W_h], arrays[b_x])
-    arrays["W_y"] = rng.normal(0.0, np.sqrt(2.0 / config.hidden), size=(config.hidden, config.vocab_size))
+    cell.init_output(rng, seed, arrays["W_y"], arrays["b_y"])
     return {name: a.astype(dtype) for name, a in arrays.items()}
 
 

@@ -239,7 +239,7 @@ def test_eval_reads_sequentially_where_training_validates_in_streams(runner, tmp
     corpus.write_text(PATTERN * 300)
     run = tmp_path / "run"
     assert runner.invoke(cli, ["train", str(corpus), "--cell", "lstm", "--hidden", "16", "--batch-size", "4",
-                               "--seq-len", "16", "--max-steps", "20", "--out", str(run)]).exit_code == 0
+                               "--seq-len", "16", "--max-steps", "200", "--out", str(run)]).exit_code == 0
     params, meta = checkpoint.load(run / "latest.npz")
     val = tmp_path / "val.txt"
     val.write_text((PATTERN * 300)[-int(len(PATTERN) * 300 * 0.05):])
@@ -253,7 +253,9 @@ def test_eval_reads_sequentially_where_training_validates_in_streams(runner, tmp
     step = compile_eval_step(shared_params(params), model_cfg, (stream.T, stream.B))
     total, _, count = evaluate_stream(step, stream, model_cfg, train_cfg.carry_state)
     assert (stream.B, stream.T) == (4, 16) and total / count == pytest.approx(meta["val_loss"], rel=1e-5)
-    assert abs(meta["val_loss"] - sequential) > 1e-3
+    # a model that has learnt the pattern scores worse without context: each of the 4 streams starts from a
+    # zero state (after 200 updates, 1.53 against 1.38 sequentially)
+    assert meta["val_loss"] - sequential > 0.05
 
 
 def test_info(runner, trained_run):

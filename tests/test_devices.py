@@ -162,9 +162,16 @@ def step_by_step():
 def test_sharded_step_equals_the_one_device_step(step_by_step, cell, n):
     one, many = step_by_step[f"{cell} 1"], step_by_step[f"{cell} {n}"]
     assert (one["sharded"], many["sharded"]) == (False, True)
-    np.testing.assert_allclose(many["losses"], one["losses"], atol=1e-5, rtol=0)
-    np.testing.assert_allclose(many["W_h"], one["W_h"], atol=1e-5, rtol=0)
-    np.testing.assert_allclose(many["states"], one["states"], atol=1e-5, rtol=0)
+    # Summing the devices' gradients in another order changes the weights in the last float32 bits; with
+    # float32 products the runs then agree to 6e-8. With bfloat16 products such a difference can, rarely,
+    # move a product's input across a bfloat16 rounding boundary (0.4-0.8% apart): with seed 0 one did at update
+    # 3, and the runs ended 5e-6 apart in the losses, 1.6e-5 in W_h and 1.2e-4 in the states (seeds 1-4:
+    # 1e-7). A missing all-reduce, each device stepping on its own streams' gradient, ends 0.04, 0.05 and 0.15
+    # apart (measured with the other half's weights set to zero): the tolerances sit over 10x above the flip and
+    # 75-400x below that.
+    np.testing.assert_allclose(many["losses"], one["losses"], atol=1e-4, rtol=0)
+    np.testing.assert_allclose(many["W_h"], one["W_h"], atol=2e-4, rtol=0)
+    np.testing.assert_allclose(many["states"], one["states"], atol=2e-3, rtol=0)
 
 
 @pytest.mark.parametrize("cell,n", [("lstm", 2)])

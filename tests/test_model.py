@@ -4,7 +4,7 @@ import pytensor.tensor as pt
 import pytest
 from pytensor.tensor.special import softmax
 
-from charrnn import model
+from charrnn import cells, model
 from charrnn.model import ModelConfig
 from reference import as_column, compile_py, finite_difference_grads, forward, loss, one_hot, random_params
 
@@ -129,6 +129,26 @@ def test_gated_init_and_names():
     assert np.abs(lstm["W_h"]).max() <= 1 / np.sqrt(8)
     gru = model.init_params(ModelConfig(vocab_size=10, hidden=8, cell="gru"), seed=0)
     assert gru["W_h"].shape == (8, 24) and not gru["b_x"].any()
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_gated_output_layer_starts_as_nn_linear(cell):
+    """W_y and b_y uniform(-1/sqrt(H), 1/sqrt(H)), from a generator of their own: the layers' weights are
+    the ones the seed drew before the output layer had its own generator."""
+    cfg = ModelConfig(vocab_size=65, hidden=400, cell=cell, layers=2)
+    p = model.init_params(cfg, seed=3)
+    k = 1 / np.sqrt(400)
+    for name in ("W_y", "b_y"):
+        assert np.abs(p[name]).max() <= k and np.abs(p[name]).max() > 0.95 * k
+    assert p["W_y"].std() == pytest.approx(k / np.sqrt(3), rel=0.02)
+    assert abs(p["W_y"].mean()) < 0.01 * k
+    rng = np.random.default_rng(3)
+    layer = cells.cell(cfg)
+    W_x, b_x, W_h = np.zeros((65, layer.gates * 400)), np.zeros(layer.gates * 400), np.zeros((400, layer.gates * 400))
+    layer.init(rng, W_x, W_h, b_x)
+    np.testing.assert_array_equal(p["W_x"], W_x.astype(np.float32))
+    np.testing.assert_array_equal(p["W_h"], W_h.astype(np.float32))
+    assert not np.array_equal(p["W_y"], model.init_params(cfg, seed=4)["W_y"])
 
 
 def test_masked_states_equal_the_unpadded_run():
