@@ -26,19 +26,12 @@ from charrnn import cells, model
 charrnn_init = model.init_params
 
 
-def lesson_output(config, seed=0, dtype="float32"):
-    """charrnn's initial weights with the lesson's output layer."""
-    arrays = charrnn_init(config, seed, dtype)
-    rng, cell = np.random.default_rng(seed), cells.cell(config)
-    for layer in range(config.layers):  # replay the layers' draws: W_y came after them
-        W_x, b_x, W_h, _ = (np.zeros(arrays[name].shape) for name in model.layer_names(layer))
-        cell.init(rng, W_x, W_h, b_x)
-    arrays["W_y"] = rng.normal(0.0, np.sqrt(2.0 / config.hidden), size=arrays["W_y"].shape).astype(dtype)
-    arrays["b_y"] = np.zeros_like(arrays["b_y"])
-    return arrays
+def lesson_output():
+    """gru and lstm draw the output layer as RNN does, the lesson's, which all cells drew before."""
+    cells.Cell.init_output = cells.RNN.init_output
 
 
-def torch_biases(config, seed=0, dtype="float32"):
+def with_torch_biases(config, seed=0, dtype="float32"):
     """charrnn's initial weights with PyTorch's recurrent biases added."""
     arrays = charrnn_init(config, seed, dtype)
     rng = np.random.default_rng([seed, 8])
@@ -50,12 +43,16 @@ def torch_biases(config, seed=0, dtype="float32"):
     return arrays
 
 
+def torch_biases():
+    model.init_params = with_torch_biases  # train.Trainer calls model.init_params
+
+
 VARIANTS = {"lesson-output": lesson_output, "torch-biases": torch_biases}
 
 if __name__ == "__main__":
     if len(sys.argv) < 2 or sys.argv[1] not in VARIANTS:
         sys.exit(f"usage: init_variants.py {{{','.join(VARIANTS)}}} CHARRNN_ARGS...")
-    model.init_params = VARIANTS[sys.argv.pop(1)]  # train.Trainer calls model.init_params
+    VARIANTS[sys.argv.pop(1)]()
     from charrnn.cli import cli
 
     sys.exit(cli())
