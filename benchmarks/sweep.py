@@ -78,7 +78,7 @@ SCHEDULES = ("char-rnn", "cosine")
 
 def run(name, lr, schedule, budget, out_dir, stage, rng_seed=0, extra=""):
     """Train one candidate; returns its results line."""
-    out = out_dir / f"{stage}-{name}-lr{lr}-{schedule or 'default'}-seed{rng_seed}"
+    out = out_dir / f"{stage}-{name}-lr{lr}-{schedule or 'default'}-{budget}-seed{rng_seed}"  # budgets kept apart
     shutil.rmtree(out, ignore_errors=True)  # a fresh run: no best.npz from an earlier one
     options = " ".join(filter(None, [COMMON, f"--lr {lr}", ALL[name], f"--rng-seed {rng_seed}",
                                      f"--lr-schedule {schedule}" if schedule else "", extra]))
