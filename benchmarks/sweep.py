@@ -48,7 +48,7 @@ RESULTS = HERE / "sweep_results.jsonl"
 CORPUS = HERE.parents[1] / "shared" / "data" / "tinyshakespeare.txt"
 # issue 14's candidates; the learning rate and the schedule are given per run.
 CANDIDATES = {
-    "default": "",  # the defaults as they stand (GRU 2x256, dropout 0.1 when written)
+    "default": "",  # the defaults as they stand (GRU 2x256 with dropout 0.1; for a long budget 2x384 with 0.3)
     "gru2x256-drop0.2": "--cell gru --layers 2 --hidden 256 --dropout 0.2",
     "gru2x384-drop0.2": "--cell gru --layers 2 --hidden 384 --dropout 0.2",
     "gru2x384-drop0.3": "--cell gru --layers 2 --hidden 384 --dropout 0.3",

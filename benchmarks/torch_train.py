@@ -193,7 +193,7 @@ class TorchRun:
                     self.evaluate()
                 continue
             seconds = self.elapsed()
-            if self.budget.choose_lr(s, seconds):
+            if self.budget.measure(s, seconds) and self.budget.choose_lr(s):
                 self.log(self.budget.chosen(s))
             s.progress = self.budget.progress(s.step, seconds)  # of the schedule
             self.window.append(self.update(s.lr(self.cfg)))

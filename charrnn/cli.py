@@ -15,7 +15,7 @@ from charrnn import __version__, checkpoint, configs, devices, explain, idcache,
 from charrnn.plot import PlotError, plot
 from charrnn.backend import DEFAULT_BACKEND
 from charrnn.decode import Decoding, DecodingError, continuation, encode_seed, first_line, read_seed_file, seed_source
-from charrnn.corpus import CorpusError, TooShort, Vocab, check_sizes, read_text, split
+from charrnn.corpus import BatchStream, CorpusError, TooShort, Vocab, check_sizes, read_text, split
 from charrnn.evaluate import score_text
 from charrnn.model import shared_params
 from charrnn.options import (BACKEND, CHECKPOINT, ENV, JSON, PRECISION, QUIET, RUN_DIR,
@@ -23,7 +23,9 @@ from charrnn.options import (BACKEND, CHECKPOINT, ENV, JSON, PRECISION, QUIET, R
                              run_options, training_options, write_output)
 from charrnn.precision import resolve
 from charrnn.sample import Sampler
-from charrnn.train import Trainer, TrainingDiverged, TrainingInterrupted, progress_bar
+from charrnn.schedule import planned_epochs
+from charrnn.train import (NetworkOutgrown, Trainer, TrainingDiverged, TrainingInterrupted, network_words,
+                           progress_bar)
 
 # The library's errors a user can act on, and how the command line reports them (one line; exit 2, else 1).
 USAGE_ERRORS = (configs.OptionError, DecodingError, TooShort)
@@ -101,7 +103,11 @@ def train(corpus, encoding, preset, resume, out, quiet, **options):
     if devices.writes():  # one run per directory, before any compiling
         click.get_current_context().with_resource(lock.claim(out_dir))
     log(f"corpus: {len(ids):,} characters ({len(val_ids):,} for validation), vocabulary of {len(vocab)}")
-    trainer = Trainer(vocab, model_cfg, train_cfg, out_dir, log=log, show_progress=False if quiet else None)
+    long_network = None if resume else configs.long_network(model_cfg, preset, **options)
+    if long_network is not None:
+        model_cfg, long_network = _network_for(model_cfg, long_network, train_cfg, train_ids, log)
+    trainer = Trainer(vocab, model_cfg, train_cfg, out_dir, log=log, show_progress=False if quiet else None,
+                      long_network=long_network)
     if resume:
         configs.check_resume_corpus(meta, train_ids, resume)
         trainer.restore(params, extras, meta)
@@ -111,10 +117,29 @@ def train(corpus, encoding, preset, resume, out, quiet, **options):
         _run(trainer, train_ids, val_ids, out_dir, log)
 
 
+def _network_for(model_cfg, long_network, train_cfg, train_ids, log):
+    """(the network to train, the one for a long budget or None): for a budget in updates, its length
+    in epochs chooses now; for --max-time alone, the run measures it (Trainer's long_network)."""
+    epochs = planned_epochs(train_cfg, len(BatchStream(train_ids, train_cfg.batch_size, train_cfg.seq_len)))
+    if epochs is None:
+        return model_cfg, long_network
+    if epochs < configs.LONG_BUDGET:
+        return model_cfg, None
+    log(f"a budget of {epochs:.3g} epochs: training {network_words(long_network)}, the default for "
+        f"{configs.LONG_BUDGET:g} epochs or more")
+    return long_network, None
+
+
 def _run(trainer, train_ids, val_ids, out_dir, log):
     """Train, and turn how training ended into what the shell sees."""
     try:
-        path = trainer.run(train_ids, val_ids)
+        try:
+            path = trainer.run(train_ids, val_ids)
+        except NetworkOutgrown as e:  # --max-time alone, long enough for the long budgets' network
+            log(str(e))
+            trainer = trainer.outgrown()
+            trainer.compile()
+            path = trainer.run(train_ids, val_ids)
     except TrainingDiverged as e:
         raise click.ClickException(f"{e} (the last checkpoint in {out_dir} is kept)") from None
     except TrainingInterrupted as e:

@@ -59,6 +59,13 @@ PRESETS = {
     },
 }
 
+# The default network for a long budget: GRU 2x384 with dropout 0.3 learns more than the default's
+# 2x256 with dropout 0.1 from LONG_BUDGET epochs on (README.md, "The default configuration"). train
+# chooses it when the run's network is the default's: no --hidden, --dropout or --preset, and the
+# default cell and layers. The budget's epochs are those of schedule.Budget.measure: of the default
+# network's speed for --max-time alone.
+LONG_NETWORK, LONG_BUDGET = {"hidden": 384, "dropout": 0.3}, 20.0
+
 # What a checkpoint written before an option existed trained with: it keeps that, whatever the default becomes.
 BEFORE = {"lr_schedule": "char-rnn", "precision": "float32"}
 
@@ -93,6 +100,18 @@ def build_configs(vocab_size, preset=None, **options):
     given = {k: v for k, v in options.items() if v is not None}
     model_values, train_values = _split({**PRESETS.get(preset, {}), **given})
     return replace(ModelConfig(vocab_size), **model_values), _checked(replace(TrainConfig(), **train_values))
+
+
+def long_network(model_cfg, preset=None, **options):
+    """The network to train instead of `model_cfg` for a budget of LONG_BUDGET epochs or more
+    (LONG_NETWORK), or None when the run chose its own: --hidden, --dropout or a preset given, or a
+    cell or depth other than the default's."""
+    default = ModelConfig(model_cfg.vocab_size)
+    if preset or options.get("hidden") is not None or options.get("dropout") is not None:
+        return None
+    if (model_cfg.cell, model_cfg.layers) != (default.cell, default.layers):
+        return None
+    return replace(model_cfg, **LONG_NETWORK)
 
 
 def _checked(train_cfg):

@@ -13,7 +13,7 @@ import click
 
 from charrnn.backend import BACKENDS, DEFAULT_BACKEND, write_atomically
 from charrnn.cells import CELLS
-from charrnn.configs import PRESETS, TrainConfig
+from charrnn.configs import LONG_BUDGET, LONG_NETWORK, PRESETS, TrainConfig
 from charrnn.devices import COORDINATOR_TIMEOUT, DeviceError, check_address
 from charrnn.model import ModelConfig
 from charrnn.optim import OPTIMIZERS
@@ -183,9 +183,14 @@ TRAINING = [
     click.option("--activation", type=click.Choice(["relu", "tanh"]),
                  help="Activation of the rnn cell." + _d(ModelConfig, "activation")),
     click.option("--layers", type=POSITIVE, help="Stacked recurrent layers." + _d(ModelConfig, "layers")),
-    click.option("--hidden", type=POSITIVE, help="Units per layer." + _d(ModelConfig, "hidden")),
+    click.option("--hidden", type=POSITIVE,
+                 help="Units per layer. With neither --hidden nor --dropout, a GRU of 2 layers gets "
+                      f"{LONG_NETWORK['hidden']} units and dropout {LONG_NETWORK['dropout']} for a budget of "
+                      f"{LONG_BUDGET:g} epochs or more (for --max-time alone, the epochs estimated from the speed "
+                      "of its first updates)." + _d(ModelConfig, "hidden")),
     click.option("--dropout", type=click.FloatRange(0, 1, max_open=True),
-                 help="Dropout between layers and before the output, training only." + _d(ModelConfig, "dropout")),
+                 help="Dropout between layers and before the output, training only (see --hidden)."
+                      + _d(ModelConfig, "dropout")),
     click.option("--seq-len", type=POSITIVE,
                  help="Characters per chunk (truncated BPTT length)." + _d(TrainConfig, "seq_len")),
     click.option("--batch-size", type=POSITIVE, help="Contiguous streams per update." + _d(TrainConfig, "batch_size")),

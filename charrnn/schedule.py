@@ -12,10 +12,11 @@ falls from 1 to `lr_floor` as the run's budget is spent (`Budget.progress`):
   rest over the new invocation's --max-time (which counts this invocation only).
 - with neither: updates done over the updates of --epochs.
 
---lr auto (the default) chooses the peak rate for the budget's length in epochs (`auto_lr`): known
-at the start for a budget in updates (the same every time, so exactly resumable); for --max-time
-alone, estimated from how fast MEASURE_OVER updates ran, MEASURE_FROM updates in (until then the
-rate is the long budgets'). The rate chosen is part of where the run stands: a resumed run keeps it.
+The budget's length in epochs (`Budget.measure`) is known at the start for a budget in updates
+(the same every time, so exactly resumable); for --max-time alone, it is estimated from how fast
+MEASURE_OVER updates ran, MEASURE_FROM updates in. It chooses --lr auto's peak rate (`auto_lr`;
+until then the rate is the long budgets'), and the default network for a long budget
+(configs.LONG_BUDGET). The rate chosen is part of where the run stands: a resumed run keeps it.
 """
 import math
 
@@ -55,6 +56,14 @@ def factor(cfg, step, epoch, progress):
     return warm * (cfg.lr_floor + (1 - cfg.lr_floor) * (1 + math.cos(math.pi * min(progress, 1.0))) / 2)
 
 
+def planned_epochs(cfg, steps_per_epoch):
+    """The budget's length in epochs where it is in updates (--max-steps or --epochs, with no --max-time
+    or with --max-steps too); None for --max-time alone, which the run's speed decides (Budget.measure)."""
+    if cfg.max_time is not None and cfg.max_steps is None:
+        return None
+    return min(steps_per_epoch * cfg.epochs, cfg.max_steps or math.inf) / steps_per_epoch
+
+
 class Budget:
     """A run's budget: the updates it may make, its training time, and how much of them is spent."""
 
@@ -63,26 +72,34 @@ class Budget:
         self.total_steps = min(steps_per_epoch * cfg.epochs, cfg.max_steps or math.inf)
         self.start = progress  # the progress a resumed run's checkpoint holds: where a time-based schedule was
         self.first = step  # the update this invocation starts from
-        self.mark = None  # (step, seconds) where the timing for --lr auto began
-        self.epochs = None  # the budget's length in epochs, once --lr auto has chosen
+        self.mark = None  # (step, seconds) where the timing of --max-time's updates began
+        self.epochs = None  # the budget's length in epochs, once measured
 
-    def choose_lr(self, state, seconds):
-        """--lr auto: set state.peak_lr for the budget's length in epochs, at once for a budget in
-        updates, else once MEASURE_OVER updates were timed (`seconds`: this invocation's training time
-        at update state.step). True when it was set by this call."""
-        if self.cfg.lr != "auto" or state.peak_lr is not None:
+    def measure(self, state, seconds):
+        """Set self.epochs, the budget's length in epochs: at once for a budget in updates, else once
+        MEASURE_OVER updates were timed (`seconds`: this invocation's training time at update
+        state.step). True when it was set by this call."""
+        if self.epochs is not None:
             return False
-        planned = self.total_steps
-        if self.timed() and self.cfg.lr_schedule == "cosine":
-            if self.mark is None or state.step < self.mark[0]:  # (the divergence guard may go back)
-                if state.step >= self.first + MEASURE_FROM:
-                    self.mark = (state.step, seconds)
-                return False
-            if state.step - self.mark[0] < MEASURE_OVER:
-                return False
-            rate = (state.step - self.mark[0]) / max(seconds - self.mark[1], 1e-9)  # updates per second
-            planned = min(planned, state.step + rate * max(self.cfg.max_time - seconds, 0.0))
+        if not self.timed():
+            self.epochs = planned_epochs(self.cfg, self.steps_per_epoch)
+            return True
+        if self.mark is None or state.step < self.mark[0]:  # (the divergence guard may go back)
+            if state.step >= self.first + MEASURE_FROM:
+                self.mark = (state.step, seconds)
+            return False
+        if state.step - self.mark[0] < MEASURE_OVER:
+            return False
+        rate = (state.step - self.mark[0]) / max(seconds - self.mark[1], 1e-9)  # updates per second
+        planned = min(self.total_steps, state.step + rate * max(self.cfg.max_time - seconds, 0.0))
         self.epochs = planned / self.steps_per_epoch
+        return True
+
+    def choose_lr(self, state):
+        """--lr auto: set state.peak_lr for the budget's length in epochs (once `measure` has set it;
+        a resumed run keeps the rate its checkpoint holds). True when it was set by this call."""
+        if self.cfg.lr != "auto" or state.peak_lr is not None or self.epochs is None:
+            return False
         state.peak_lr = auto_lr(self.cfg, self.epochs)
         return True
 

@@ -14,7 +14,7 @@ import pytensor
 import pytensor.tensor as pt
 from tqdm import tqdm
 
-from charrnn import __version__, bptt, checkpoint, devices, dropout, model, optim, precision, schedule
+from charrnn import __version__, bptt, cells, checkpoint, configs, devices, dropout, model, optim, precision, schedule
 from charrnn.configs import TrainConfig, sampler_context, unroll_steps
 from charrnn.corpus import BatchStream, Vocab, fingerprint, id_counts
 from charrnn.evaluate import evaluate_stream, validation_step
@@ -31,6 +31,11 @@ class TrainingInterrupted(RuntimeError):
     def __init__(self, signum, path):
         super().__init__(f"stopped by {signal.Signals(signum).name}")
         self.signum, self.path = signum, path
+
+
+class NetworkOutgrown(Exception):
+    """The budget, measured in the first updates, is long enough for the long budgets' network: the
+    run starts again with it (Trainer.outgrown), and its files are written afresh."""
 
 
 def compile_train_step(params, opt_state, model_cfg, train_cfg):
@@ -280,6 +285,11 @@ class RunDescription:
                 "char_counts": self.char_counts, **summary}
 
 
+def network_words(model_cfg):
+    """A network in a few words: GRU 2x256 with dropout 0.1."""
+    return f"{cells.cell(model_cfg).label} {model_cfg.layers}x{model_cfg.hidden} with dropout {model_cfg.dropout:g}"
+
+
 def epochs_done(state, steps_per_epoch):
     """Passes over the training part, fractional."""
     return state.epoch + state.position / steps_per_epoch
@@ -289,10 +299,13 @@ class Trainer:
     """One training run writing metrics.jsonl, samples.txt, latest.npz and best.npz into `out_dir`.
 
     show_progress: True shows the progress bars, False hides them, None shows them on a terminal only.
+    long_network: the network to train instead when the budget, measured in its first updates,
+    holds configs.LONG_BUDGET epochs or more (`run` raises NetworkOutgrown; `outgrown` starts it).
     """
 
-    def __init__(self, vocab, model_cfg, train_cfg, out_dir, log=print, show_progress=None):
+    def __init__(self, vocab, model_cfg, train_cfg, out_dir, log=print, show_progress=None, long_network=None):
         self.vocab, self.model_cfg, self.cfg, self.out_dir, self.log = vocab, model_cfg, train_cfg, Path(out_dir), log
+        self.show_progress, self.long_network = show_progress, long_network
         self.bar_off = None if show_progress is None else not show_progress  # tqdm's `disable`
         self.params = model.shared_params(model.init_params(model_cfg, train_cfg.rng_seed))
         self.opt_state = optim.optimizer_state(train_cfg.optimizer, self.params)
@@ -321,6 +334,10 @@ class Trainer:
         start = time.perf_counter()
         self.step_fn = compile_train_step(self.params, self.opt_state, self.model_cfg, self.cfg)
         self.log(f"compiled in {time.perf_counter() - start:.1f} s")
+
+    def outgrown(self):
+        """After NetworkOutgrown: a new run of the long budgets' network, from its initial weights."""
+        return Trainer(self.vocab, self.long_network, self.cfg, self.out_dir, self.log, self.show_progress)
 
     def run(self, train_ids, val_ids=None):
         """Train until a stop; returns the path of latest.npz."""
@@ -361,12 +378,24 @@ class Trainer:
                         self.evaluate()
                     continue
                 seconds = self.signals.elapsed(s.step)
-                if self.budget.choose_lr(s, seconds):
-                    self.log(self.budget.chosen(s))
+                if self.budget.measure(s, seconds):
+                    self._measured()
                 s.progress = self.budget.progress(s.step, seconds)  # of the schedule
                 self.metrics.add(self._update())  # --- one update
                 s.step, s.position = s.step + 1, s.position + 1
                 self._after_update()
+
+    def _measured(self):
+        """The budget's length in epochs is known (the same in every process): the network for it
+        (NetworkOutgrown for a long one) and --lr auto's rate."""
+        budget, s = self.budget, self.state
+        budget.epochs = devices.from_process_0(budget.epochs)
+        if self.long_network is not None and budget.epochs >= configs.LONG_BUDGET:
+            raise NetworkOutgrown(f"the budget holds {budget.epochs:.3g} epochs of {network_words(self.model_cfg)}: "
+                                  f"training {network_words(self.long_network)} instead, the default for "
+                                  f"{configs.LONG_BUDGET:g} epochs or more")
+        if budget.choose_lr(s):
+            self.log(budget.chosen(s))
 
     def _after_update(self, stopped=False):
         """Logging, evaluation and checkpoints, where due (`stopped`: the loop ended, and only a window

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 import charrnn
 from charrnn import checkpoint, configs
 from charrnn.cli import cli
-from charrnn.corpus import Vocab, eval_stream
+from charrnn.corpus import BatchStream, Vocab, eval_stream
 from charrnn.evaluate import compile_eval_step, evaluate_stream
 from charrnn.model import shared_params
 from charrnn.report import format_next
@@ -200,6 +200,31 @@ def test_max_time_stops_training(runner, tmp_path):
     last = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])
     # The last window may close just before the 2 s are up, when the stop comes right after it.
     assert 0 < meta["step"] < 10000 * 487 and 1.9 <= last["elapsed_s"] < 30
+
+
+def test_the_default_network_follows_the_budgets_length_in_epochs(runner, tmp_path):
+    corpus = tmp_path / "c.txt"
+    corpus.write_text(PATTERN * 10)
+    per_epoch = len(BatchStream(np.arange(len(PATTERN) * 10), 2, 8))  # no validation part
+    common = [str(corpus), "--batch-size", "2", "--seq-len", "8", "--val-frac", "0", "--sample-length", "0"]
+
+    def network(out, *args):
+        result = runner.invoke(cli, ["train", *common, *args, "--out", str(tmp_path / out)])
+        assert result.exit_code == 0, result.stderr
+        meta = checkpoint.load(tmp_path / out / "latest.npz")[1]
+        return meta["model"]["hidden"], meta["model"]["dropout"], meta["step"], result.stderr
+
+    long = (configs.LONG_NETWORK["hidden"], configs.LONG_NETWORK["dropout"])
+    steps = int(configs.LONG_BUDGET * per_epoch)  # a budget in updates: its epochs choose before compiling
+    *net, done, stderr = network("long", "--max-steps", str(steps))
+    assert (*net, done) == (*long, steps)
+    assert f"a budget of {configs.LONG_BUDGET:g} epochs: training gru 2x384 with dropout 0.3" in stderr
+    assert network("short", "--max-steps", str(steps - 1))[:2] == (256, 0.1)
+    # --max-time alone: the default network's first updates measure the budget at hundreds of epochs
+    *net, done, stderr = network("timed", "--max-time", "6s")
+    assert tuple(net) == long and "epochs of gru 2x256 with dropout 0.1: training gru 2x384 with dropout 0.3" in stderr
+    records = [json.loads(line) for line in (tmp_path / "timed" / "metrics.jsonl").read_text().splitlines()]
+    assert records[-1]["step"] == done and stderr.count("learning rate 0.002 (--lr auto") == 1  # the second run's
 
 
 def test_corpus_and_training_without_a_corpus(runner, tmp_path):

@@ -78,3 +78,14 @@ def test_precision_is_auto_for_new_runs_float32_for_older_checkpoints_and_may_ch
     assert configs.checkpoint_configs(older)[1].precision == "float32"
     assert configs.resume_configs(meta, {"precision": "float32"})[1].precision == "float32"
     assert configs.resume_configs(meta, {"precision": None})[1].precision == "bfloat16"  # not given: the run's
+
+
+def test_the_long_budgets_network_replaces_the_default_network_only():
+    default, _ = build_configs(7)
+    long = configs.long_network(default)
+    assert (long.hidden, long.dropout) == (configs.LONG_NETWORK["hidden"], configs.LONG_NETWORK["dropout"])
+    assert (long.cell, long.layers, long.vocab_size) == (default.cell, default.layers, 7)
+    assert configs.long_network(default, cell="gru", layers=2, lr=1e-3) == long  # the default's cell and depth, given
+    for options in ({"hidden": 256}, {"dropout": 0.1}, {"cell": "lstm"}, {"layers": 3}):
+        assert configs.long_network(build_configs(7, **options)[0], **options) is None  # the run chose its network
+    assert configs.long_network(build_configs(7, "lesson6")[0], "lesson6") is None

@@ -4,7 +4,7 @@ import math
 import pytest
 
 from charrnn.configs import TrainConfig
-from charrnn.schedule import MEASURE_FROM, MEASURE_OVER, Budget, auto_lr, factor, peak
+from charrnn.schedule import MEASURE_FROM, MEASURE_OVER, Budget, auto_lr, factor, peak, planned_epochs
 from charrnn.train import TrainState
 
 
@@ -48,14 +48,24 @@ def test_auto_lr_is_the_short_budgets_rate_up_to_10_epochs_the_long_ones_from_16
     assert auto_lr(char_rnn, 1) == 2e-3  # char-rnn's own rate, whatever the budget
 
 
+def test_a_budget_in_updates_has_its_epochs_planned_and_max_time_alone_has_none_before_the_run():
+    assert planned_epochs(TrainConfig(epochs=40, max_steps=400), steps_per_epoch=50) == 8
+    assert planned_epochs(TrainConfig(epochs=3, max_steps=400, max_time=60.0), 50) == 3  # the epochs end first
+    assert planned_epochs(TrainConfig(epochs=40), 50) == 40
+    assert planned_epochs(TrainConfig(epochs=40, max_time=60.0), 50) is None  # the run's speed decides
+
+
 def test_auto_lr_is_chosen_at_the_start_for_a_budget_in_updates():
     state, budget = TrainState(), Budget(TrainConfig(epochs=40, max_steps=400), steps_per_epoch=50)  # 8 epochs
     assert peak(budget.cfg, state.peak_lr) == 2e-3  # before it is chosen: the long budgets' rate
-    assert budget.choose_lr(state, seconds=0.0) and budget.epochs == 8 and state.peak_lr == 3e-3
-    assert not budget.choose_lr(state, seconds=1.0) and state.peak_lr == 3e-3  # once
+    assert not budget.choose_lr(state) and state.peak_lr is None  # not before the budget is measured
+    assert budget.measure(state, seconds=0.0) and budget.epochs == 8
+    assert budget.choose_lr(state) and state.peak_lr == 3e-3
+    assert not budget.measure(state, seconds=1.0) and not budget.choose_lr(state) and state.peak_lr == 3e-3  # once
     assert state.lr(budget.cfg) == pytest.approx(3e-3 / 100)  # the first update's warm-up: 1/100 of it
     given = TrainState()
-    assert not Budget(TrainConfig(lr=0.5), 50).choose_lr(given, 0.0) and given.peak_lr is None
+    fixed = Budget(TrainConfig(lr=0.5), 50)
+    assert fixed.measure(given, 0.0) and not fixed.choose_lr(given) and given.peak_lr is None
     assert peak(TrainConfig(lr=0.5), 3e-3) == 0.5  # a rate given is the rate
 
 
@@ -66,7 +76,7 @@ def test_for_max_time_alone_auto_lr_is_chosen_from_the_speed_of_timed_updates():
     for step in range(30, 30 + MEASURE_FROM + MEASURE_OVER + 1):
         state.step = step
         seconds = 7.0 if step < 30 + MEASURE_FROM else 7.0 + 0.25 * (step - 30 - MEASURE_FROM)  # 4 updates/s
-        chosen.append(budget.choose_lr(state, seconds))
+        chosen.append(budget.measure(state, seconds) and budget.choose_lr(state))
     assert chosen == [False] * (MEASURE_FROM + MEASURE_OVER) + [True]
     seconds = 7.0 + 0.25 * MEASURE_OVER
     assert budget.epochs == pytest.approx((state.step + 4 * (100.0 - seconds)) / 10)  # 4 updates/s for the rest
@@ -75,5 +85,5 @@ def test_for_max_time_alone_auto_lr_is_chosen_from_the_speed_of_timed_updates():
     state = TrainState()
     for step in range(MEASURE_FROM + MEASURE_OVER + 1):
         state.step = step
-        short.choose_lr(state, 0.02 * step)  # 50 updates/s: 5 epochs in the second
+        short.measure(state, 0.02 * step) and short.choose_lr(state)  # 50 updates/s: 5 epochs in the second
     assert state.peak_lr == 3e-3 and short.epochs < 10  # a second's budget: the short budgets' rate
